@@ -1,0 +1,37 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DB ?= data/eventlog.db
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test torture bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	mkdir -p $(dir $(DB))
+	$(BIN)/eventlog serve --db $(DB) --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q
+
+torture: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -m torture
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/append.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,46 @@
+"""eventlog: an embedded, crash-safe event log for streaming job progress over Server-Sent Events."""
+
+from eventlog.errors import (
+    DatabaseFull,
+    EventLogError,
+    IdempotencyConflict,
+    InvalidData,
+    InvalidEventName,
+    InvalidInput,
+    InvalidRunId,
+    LogClosed,
+    NotAnEventLog,
+    RunEnded,
+    RunExists,
+    RunNotFound,
+    SchemaTooNew,
+)
+from eventlog.log.eventlog import EventLog
+from eventlog.log.retention import RetentionReport
+from eventlog.models import HEARTBEAT, End, Event, Gap, Heartbeat, RunInfo
+from eventlog.storage.base import RetentionPolicy
+
+__all__ = [
+    "HEARTBEAT",
+    "DatabaseFull",
+    "End",
+    "Event",
+    "EventLog",
+    "EventLogError",
+    "Gap",
+    "Heartbeat",
+    "IdempotencyConflict",
+    "InvalidData",
+    "InvalidEventName",
+    "InvalidInput",
+    "InvalidRunId",
+    "LogClosed",
+    "NotAnEventLog",
+    "RetentionPolicy",
+    "RetentionReport",
+    "RunEnded",
+    "RunExists",
+    "RunInfo",
+    "RunNotFound",
+    "SchemaTooNew",
+]

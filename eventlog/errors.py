@@ -1,0 +1,99 @@
+"""Typed exceptions: every way an eventlog call can fail on bad input or a bad file.
+
+Transports map these to responses (the HTTP layer turns each into a 4xx with a JSON body), so each
+class carries a stable ``code`` string that clients can switch on.
+"""
+
+from __future__ import annotations
+
+
+class EventLogError(Exception):
+    """Base class of every error eventlog raises on purpose."""
+
+    code = "eventlog_error"
+
+
+class InvalidInput(EventLogError, ValueError):
+    """An argument breaks one of the pinned rules (run id, event name, JSON data, limits)."""
+
+    code = "invalid_input"
+
+
+class InvalidRunId(InvalidInput):
+    code = "invalid_run_id"
+
+
+class InvalidEventName(InvalidInput):
+    code = "invalid_event_name"
+
+
+class InvalidData(InvalidInput):
+    """Event data or run metadata that cannot be stored as JSON."""
+
+    code = "invalid_data"
+
+
+class RunNotFound(EventLogError, LookupError):
+    code = "run_not_found"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id!r} does not exist")
+        self.run_id = run_id
+
+
+class RunExists(EventLogError):
+    code = "run_exists"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id!r} already exists")
+        self.run_id = run_id
+
+
+class RunEnded(EventLogError):
+    """An append to an ended run, or an end with a different reason than the stored one."""
+
+    code = "run_ended"
+
+    def __init__(self, run_id: str, reason: str | None, end_id: int) -> None:
+        super().__init__(f"run {run_id!r} has ended (reason {reason!r}, end marker id {end_id})")
+        self.run_id = run_id
+        self.reason = reason
+        self.end_id = end_id
+
+
+class IdempotencyConflict(EventLogError):
+    """The idempotency key was already used for different events in this run."""
+
+    code = "idempotency_conflict"
+
+    def __init__(self, run_id: str, key: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} of run {run_id!r} was already used with different events"
+        )
+        self.run_id = run_id
+        self.key = key
+
+
+class DatabaseFull(EventLogError):
+    """The disk (or the configured page limit) is full: nothing of this call was stored."""
+
+    code = "database_full"
+
+
+class NotAnEventLog(EventLogError):
+    """The file at the path is corrupt, or an SQLite database of some other program."""
+
+    code = "not_an_eventlog"
+
+
+class SchemaTooNew(EventLogError):
+    """The file was written by a newer eventlog whose schema this version does not know."""
+
+    code = "schema_too_new"
+
+
+class LogClosed(EventLogError):
+    code = "log_closed"
+
+    def __init__(self) -> None:
+        super().__init__("the event log is closed")

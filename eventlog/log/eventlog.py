@@ -1,0 +1,276 @@
+"""``EventLog``: the public API every transport (HTTP, CLI, bridges) goes through."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Generator, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from eventlog.errors import InvalidInput, LogClosed
+from eventlog.log import validation
+from eventlog.log.notifier import Notifier
+from eventlog.log.retention import Janitor, RetentionReport
+from eventlog.log.subscription import Item, OnGap, subscribe
+from eventlog.models import Event, RunInfo
+from eventlog.storage.base import Append, CreateRun, Durability, EndRun, RetentionPolicy, Storage
+from eventlog.storage.sqlite import SQLiteStorage
+
+MAX_READ_LIMIT = 10_000
+
+
+class EventLog:
+    """A durable, resumable log of runs' events. Create it with ``await EventLog.open(path)``
+    (or ``async with EventLog.open(path) as log``); one instance per process and file is the
+    intended use, any number of processes may open the same file."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        retention: RetentionPolicy = RetentionPolicy(),
+        retention_interval: float = 1.0,
+        tail_size: int = 1024,
+        cross_process: bool = True,
+        page_size: int = 500,
+    ) -> None:
+        self._storage = storage
+        self._notifier = Notifier(storage, tail_size=tail_size, cross_process=cross_process)
+        self._janitor = Janitor(
+            storage, retention, interval=retention_interval, on_deleted=self._notifier.on_deleted
+        )
+        self._page_size = page_size
+        self._closed = False
+        self.appended = 0
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability = "process",
+        retention: RetentionPolicy = RetentionPolicy(),
+        retention_interval: float = 1.0,
+        busy_timeout: float = 5.0,
+        max_page_count: int | None = None,
+        poll_interval: float = 1.0,
+        tail_size: int = 1024,
+        cross_process: bool = True,
+    ) -> _Opening:
+        """Open (creating and migrating when needed) the log in the SQLite file at ``path``.
+
+        ``durability``: ``"process"`` (default) keeps every acknowledged append across a crash
+        or ``kill -9`` of the process; ``"power"`` also across a power loss, with an fsync per
+        commit. ``poll_interval`` bounds how late a wake-up from another process can be when
+        file-change notification is unavailable; ``max_page_count`` caps the file's size."""
+        if durability not in ("process", "power"):
+            raise InvalidInput(f"durability must be 'process' or 'power' (got {durability!r})")
+        storage = SQLiteStorage(
+            Path(path),
+            durability=durability,
+            busy_timeout=busy_timeout,
+            max_page_count=max_page_count,
+            poll_interval=poll_interval,
+        )
+        log = cls(
+            storage,
+            retention=retention,
+            retention_interval=retention_interval,
+            tail_size=tail_size,
+            cross_process=cross_process,
+        )
+        return _Opening(log)
+
+    async def _start(self) -> None:
+        opener = getattr(self._storage, "open", None)
+        if opener is not None:
+            await opener()
+        self._janitor.start()
+
+    # --- writing ---------------------------------------------------------------------------
+
+    async def create_run(self, run_id: str, metadata: dict[str, Any] | None = None) -> RunInfo:
+        """Create a run explicitly, recording ``metadata`` (a ``thread_id``, say). Raises
+        RunExists when the run is already there."""
+        self._check_open()
+        validation.check_run_id(run_id)
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidInput("run metadata must be a JSON object")
+        info = await self._storage.write(CreateRun(run_id, validation.encode_json(metadata or {}, "run metadata")))
+        assert isinstance(info, RunInfo)
+        return info
+
+    async def append(self, run_id: str, event: str, data: Any = None, *, idempotency_key: str | None = None) -> int:
+        """Append one event; returns its id once it is durable."""
+        return (await self.append_many(run_id, [(event, data)], idempotency_key=idempotency_key))[0]
+
+    async def append_many(
+        self, run_id: str, events: Iterable[tuple[str, Any]], *, idempotency_key: str | None = None
+    ) -> list[int]:
+        """Append events atomically (all or none), in order; returns their ids once durable.
+
+        With ``idempotency_key``, a repeat of the same request returns the original ids and
+        writes nothing (also after a restart); the key with different events raises
+        IdempotencyConflict. Appending to an ended run raises RunEnded."""
+        self._check_open()
+        validation.check_run_id(run_id)
+        encoded = validation.encode_events(list(events))
+        key = None if idempotency_key is None else validation.check_idempotency_key(idempotency_key)
+        request = Append(run_id, encoded, key, validation.fingerprint(encoded) if key else "")
+        ids = await self._storage.write(request)
+        assert isinstance(ids, list)
+        self.appended += len(encoded)
+        return ids
+
+    async def end(self, run_id: str, reason: str | None = "success", *, must_exist: bool = True) -> int:
+        """Write the run's end marker and return its id. Ending again with the same reason
+        returns the same id; with another reason it raises RunEnded. A run that does not exist
+        raises RunNotFound, unless ``must_exist=False``, which creates it ended."""
+        self._check_open()
+        validation.check_run_id(run_id)
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidInput("the end reason must be a string or None")
+        end_id = await self._storage.write(EndRun(run_id, reason, must_exist))
+        assert isinstance(end_id, int)
+        return end_id
+
+    async def delete(self, run_id: str) -> bool:
+        """Remove a run and all its events; False when there was no such run."""
+        self._check_open()
+        validation.check_run_id(run_id)
+        deleted = await self._storage.delete(run_id)
+        self._notifier.on_deleted(run_id)
+        return deleted
+
+    # --- reading ---------------------------------------------------------------------------
+
+    async def read(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        """A page of the run's events with ``id > after``, oldest first, the end marker
+        included (its ``event`` is ``"end"``). An unknown run reads as empty."""
+        self._check_open()
+        validation.check_run_id(run_id)
+        if not isinstance(after, int) or after < 0:
+            raise InvalidInput("after must be a non-negative integer")
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_READ_LIMIT:
+            raise InvalidInput(f"limit must be between 1 and {MAX_READ_LIMIT}")
+        return (await self._storage.read(run_id, after, limit)).events
+
+    def subscribe(
+        self,
+        run_id: str,
+        *,
+        after: int | None = None,
+        heartbeat: float | None = 15.0,
+        on_gap: OnGap = "continue",
+        wait_for_run: bool = True,
+    ) -> AsyncIterator[Item]:
+        """Replay the run's events with ``id > after``, then tail new ones as they commit.
+
+        ``after=None`` starts at the earliest retained event. Yields ``Heartbeat`` after
+        ``heartbeat`` idle seconds, ``Gap`` when ``after`` lies before the retained window
+        (then continues from the earliest retained event, or stops with ``on_gap="stop"``),
+        and ``End`` once the run has ended and everything before the marker was yielded.
+        A run that does not exist yet is waited for, unless ``wait_for_run=False``, which
+        raises RunNotFound."""
+        self._check_open()
+        validation.check_run_id(run_id)
+        if after is not None and (not isinstance(after, int) or after < 0):
+            raise InvalidInput("after must be a non-negative integer or None")
+        if on_gap not in ("continue", "stop"):
+            raise InvalidInput("on_gap must be 'continue' or 'stop'")
+        return subscribe(
+            self._storage,
+            self._notifier,
+            run_id,
+            after=after,
+            heartbeat=heartbeat,
+            on_gap=on_gap,
+            wait_for_run=wait_for_run,
+            page_size=self._page_size,
+        )
+
+    async def run(self, run_id: str) -> RunInfo | None:
+        self._check_open()
+        validation.check_run_id(run_id)
+        return await self._storage.run(run_id)
+
+    async def runs(
+        self, *, limit: int = 100, offset: int = 0, status: Literal["running", "ended"] | None = None
+    ) -> list[RunInfo]:
+        """Runs, newest first; ``status`` keeps only open or only ended ones."""
+        self._check_open()
+        if not 1 <= limit <= MAX_READ_LIMIT or offset < 0:
+            raise InvalidInput(f"limit must be between 1 and {MAX_READ_LIMIT}, offset non-negative")
+        if status not in (None, "running", "ended"):
+            raise InvalidInput("status must be 'running' or 'ended'")
+        return await self._storage.runs(limit=limit, offset=offset, status=status)
+
+    # --- operations ------------------------------------------------------------------------
+
+    async def apply_retention(self, now: float | None = None) -> RetentionReport:
+        """Run one retention pass now (the janitor also runs them in the background)."""
+        self._check_open()
+        return await self._janitor.run_once(now)
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        return self._janitor.policy
+
+    async def stats(self) -> dict[str, Any]:
+        """Counters for monitoring: stored totals and this process' activity."""
+        stored = await self._storage.stats()
+        return {
+            **stored,
+            "appended": self.appended,
+            "wakeups": self._notifier.wakeups,
+            "live_runs": self._notifier.channels,
+            "trimmed": self._janitor.trimmed_total,
+            "expired_runs": self._janitor.expired_runs_total,
+        }
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogClosed()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._janitor.stop()
+        await self._notifier.close()
+        await self._storage.close()
+
+    async def __aenter__(self) -> EventLog:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+class _Opening:
+    """What ``EventLog.open`` returns: await it for the log, or use it in ``async with``."""
+
+    def __init__(self, log: EventLog) -> None:
+        self._log = log
+
+    async def _open(self) -> EventLog:
+        try:
+            await self._log._start()
+        except BaseException:
+            await self._log.close()
+            raise
+        return self._log
+
+    def __await__(self) -> Generator[Any, None, EventLog]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> EventLog:
+        return await self._open()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._log.close()

@@ -1,0 +1,193 @@
+"""Wakes the subscribers of a run when rows for it are committed, and shares what was committed.
+
+Each run with subscribers in this process has a ``RunChannel``. Its ``version`` goes up at every
+change; a subscriber notes the version *before* it reads, and after a read that found nothing it
+waits only if the version is still the one it noted. The check and the registration happen on the
+event loop with no ``await`` between them, so a commit can never slip in unseen (no lost wake-up).
+
+The channel also keeps a short *live tail*: the newest committed events of the run, known to be
+complete from ``floor`` upwards. Subscribers at the live edge take their events from it instead
+of each querying the file; only readers behind the tail read from storage, at their own pace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+from collections.abc import Iterable
+
+from eventlog.models import END_EVENT, End, Event, RunInfo
+from eventlog.storage.base import Committed, Storage
+
+logger = logging.getLogger(__name__)
+
+
+class RunChannel:
+    """Live state of one run shared by its subscribers in this process."""
+
+    def __init__(self, run_id: str, tail_size: int) -> None:
+        self.run_id = run_id
+        self.version = 0
+        self.subscribers = 0
+        self._waiters: list[asyncio.Future[None]] = []
+        self._tail: list[Event] = []
+        self._tail_size = tail_size
+        self.floor: int | None = None
+        """The tail holds every event of the run with ``floor < id``; None: unknown yet."""
+        self.end: End | None = None
+        """The run's end marker, once the channel has seen it."""
+
+    @property
+    def newest(self) -> int | None:
+        return self._tail[-1].id if self._tail else self.floor
+
+    def events_after(self, cursor: int) -> list[Event] | None:
+        """The run's events after ``cursor`` from the live tail; None when the tail does not
+        reach back that far and the reader must go to storage."""
+        if self.floor is None or cursor < self.floor:
+            return None
+        start = bisect.bisect_right(self._tail, cursor, key=lambda e: e.id)
+        return self._tail[start:]
+
+    def extend(self, previous_last_id: int, events: Iterable[Event]) -> None:
+        """Add committed events that directly follow ``previous_last_id`` in this run."""
+        events = list(events)
+        newest = self.newest
+        if newest is None or previous_last_id > newest:
+            # Events between what we hold and these are unknown here: restart the tail.
+            self._tail, self.floor = [], previous_last_id
+            newest = previous_last_id
+        for event in events:
+            if event.id > newest:
+                self._tail.append(event)
+                if event.event == END_EVENT:
+                    self.end = End(event.id, event.data.get("reason"))
+        if len(self._tail) > 2 * self._tail_size:
+            drop = len(self._tail) - self._tail_size
+            self.floor = self._tail[drop - 1].id
+            del self._tail[:drop]
+
+    def seed(self, run: RunInfo) -> None:
+        """Start an empty tail after the run's newest event, as read from storage, unless
+        commits have started it meanwhile."""
+        if self.floor is None:
+            self.floor = run.last_id
+            if run.end_id is not None:
+                self.end = End(run.end_id, run.end_reason)
+
+    def forget(self) -> None:
+        """The run was deleted: nothing cached about it is true any more."""
+        self._tail, self.floor, self.end = [], None, None
+
+    def wake(self) -> None:
+        self.version += 1
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait(self, version: int, timeout: float | None) -> bool:
+        """Wait for a change after ``version``; False when ``timeout`` passed without one."""
+        if self.version != version:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+
+
+class Notifier:
+    """Routes commits (from this process' writer, and hints from other processes) to channels."""
+
+    def __init__(self, storage: Storage, *, tail_size: int = 1024, cross_process: bool = True) -> None:
+        self._storage = storage
+        self._tail_size = tail_size
+        self._channels: dict[str, RunChannel] = {}
+        self._cross_process = cross_process
+        self._follower: asyncio.Task[None] | None = None
+        self.wakeups = 0
+        storage.add_commit_listener(self.on_commit)
+
+    def attach(self, run_id: str) -> RunChannel:
+        channel = self._channels.get(run_id)
+        if channel is None:
+            channel = self._channels[run_id] = RunChannel(run_id, self._tail_size)
+        channel.subscribers += 1
+        if self._cross_process and self._follower is None:
+            self._follower = asyncio.get_running_loop().create_task(self._follow_other_processes())
+        return channel
+
+    def detach(self, channel: RunChannel) -> None:
+        channel.subscribers -= 1
+        if channel.subscribers == 0 and self._channels.get(channel.run_id) is channel:
+            del self._channels[channel.run_id]
+
+    @property
+    def channels(self) -> int:
+        return len(self._channels)
+
+    def on_commit(self, committed: list[Committed]) -> None:
+        """Called on the loop after each local commit, in commit order."""
+        for change in committed:
+            channel = self._channels.get(change.run_id)
+            if channel is not None:
+                channel.extend(change.previous_last_id, change.events)
+                self._wake(channel)
+
+    def on_deleted(self, run_id: str) -> None:
+        channel = self._channels.get(run_id)
+        if channel is not None:
+            channel.forget()
+            self._wake(channel)
+
+    def _wake(self, channel: RunChannel) -> None:
+        self.wakeups += channel.subscribers
+        channel.wake()
+
+    async def _follow_other_processes(self) -> None:
+        """Turn the storage's change feed into wake-ups. For a run whose tail is known, fetch the
+        new events once here, so that its many subscribers need not each query the file."""
+        try:
+            async for changed in self._storage.changes():
+                for run_id, last_id in changed:
+                    channel = self._channels.get(run_id)
+                    if channel is None or (channel.newest is not None and channel.newest >= last_id):
+                        continue
+                    await self._catch_up(channel)
+                    self._wake(channel)
+                for channel in list(self._channels.values()):
+                    if channel.floor is None:  # e.g. waiting for a run to be created
+                        self._wake(channel)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("cross-process change feed failed; subscribers fall back to heartbeats")
+
+    async def _catch_up(self, channel: RunChannel) -> None:
+        """Read what other processes committed after the tail, until the tail is complete."""
+        while (newest := channel.newest) is not None:
+            page = await self._storage.read(channel.run_id, after=newest, limit=self._tail_size)
+            if page.run is None:
+                channel.forget()
+                return
+            channel.extend(newest, page.events)
+            if len(page.events) < self._tail_size:
+                return
+
+    async def close(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+            self._follower = None

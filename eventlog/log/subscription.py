@@ -1,0 +1,73 @@
+"""``subscribe``: replay a run from a cursor, then tail it live, with heartbeats, gaps and end."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Literal
+
+from eventlog.errors import RunNotFound
+from eventlog.log.notifier import Notifier
+from eventlog.models import END_EVENT, HEARTBEAT, End, Event, Gap, Heartbeat
+from eventlog.storage.base import Storage
+
+Item = Event | Heartbeat | Gap | End
+OnGap = Literal["continue", "stop"]
+
+
+async def subscribe(
+    storage: Storage,
+    notifier: Notifier,
+    run_id: str,
+    *,
+    after: int | None,
+    heartbeat: float | None,
+    on_gap: OnGap,
+    wait_for_run: bool,
+    page_size: int,
+) -> AsyncIterator[Item]:
+    """See ``EventLog.subscribe``. The file is the source of truth: after every wake-up the
+    subscriber reads from its cursor, from the channel's tail of committed events when that
+    reaches back far enough, from storage otherwise."""
+    channel = notifier.attach(run_id)
+    try:
+        cursor = after
+        while True:
+            version = channel.version  # noted before reading: see the notifier's docstring
+            events = channel.events_after(cursor) if cursor is not None else None
+            end = channel.end
+            if events is None:
+                page = await storage.read(run_id, after=cursor or 0, limit=page_size)
+                run = page.run
+                if run is None:
+                    if not wait_for_run:
+                        raise RunNotFound(run_id)
+                    if not await channel.wait(version, heartbeat):
+                        yield HEARTBEAT
+                    continue
+                if cursor is not None and cursor < run.trimmed_through:
+                    yield Gap(requested=cursor, earliest=run.first_id, latest=run.last_id)
+                    if on_gap == "stop":
+                        return
+                    cursor = run.trimmed_through
+                    continue
+                # A cursor beyond the run's newest event tails live from there.
+                cursor = min(cursor or 0, run.last_id)
+                events = page.events
+                end = End(run.end_id, run.end_reason) if run.end_id is not None else None
+                if len(events) < page_size:
+                    channel.seed(run)
+            for event in events:
+                if event.event == END_EVENT:
+                    yield End(event.id, event.data.get("reason"))
+                    return
+                yield event
+                cursor = event.id
+            if events:
+                continue
+            if end is not None and cursor >= end.id:
+                yield end
+                return
+            if not await channel.wait(version, heartbeat):
+                yield HEARTBEAT
+    finally:
+        notifier.detach(channel)

@@ -1,0 +1,74 @@
+"""The pinned input rules, checked before anything reaches storage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from eventlog.errors import InvalidData, InvalidEventName, InvalidInput, InvalidRunId
+
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+RESERVED_EVENT_NAMES = frozenset({"end", "gap"})
+"""``end`` is the end marker's name and ``gap`` the name of the gap frame; a producer's event
+with either name would read, on the SSE wire, as the stream's own signal."""
+MAX_IDEMPOTENCY_KEY = 256
+
+
+def check_run_id(run_id: object) -> str:
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+        raise InvalidRunId(f"run id must be 1-128 characters of A-Z a-z 0-9 . _ : - (got {run_id!r:.150})")
+    return run_id
+
+
+def check_event_name(name: object, *, allow_reserved: bool = False) -> str:
+    if not isinstance(name, str) or not 1 <= len(name) <= 128:
+        raise InvalidEventName(f"event name must be a string of 1-128 characters (got {name!r:.150})")
+    if _CONTROL.search(name):
+        raise InvalidEventName(f"event name must not contain control characters (got {name!r:.150})")
+    if not allow_reserved and name in RESERVED_EVENT_NAMES:
+        raise InvalidEventName(f"event name {name!r} is reserved for the stream's own frames")
+    return name
+
+
+def encode_json(value: Any, what: str = "event data") -> str:
+    """Compact JSON, UTF-8 kept as is; NaN and infinities are refused since JSON has neither."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidData(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+def encode_events(events: Sequence[tuple[str, Any]]) -> list[tuple[str, str]]:
+    if not events:
+        raise InvalidInput("at least one event is required")
+    encoded = []
+    for item in events:
+        try:
+            name, data = item
+        except (TypeError, ValueError):
+            raise InvalidInput(f"each event must be a (name, data) pair (got {item!r:.150})") from None
+        encoded.append((check_event_name(name), encode_json(data)))
+    return encoded
+
+
+def check_idempotency_key(key: object) -> str:
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or _CONTROL.search(key):
+        raise InvalidInput(
+            f"idempotency key must be 1-{MAX_IDEMPOTENCY_KEY} characters without control characters"
+        )
+    return key
+
+
+def fingerprint(events: Sequence[tuple[str, str]]) -> str:
+    """Identifies a request's events, so a reused idempotency key with other events is caught."""
+    digest = hashlib.sha256()
+    for name, data_json in events:
+        digest.update(name.encode())
+        digest.update(b"\0")
+        digest.update(data_json.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()

@@ -1,0 +1,123 @@
+"""The narrow interface between the log layer and a storage backend.
+
+The log layer validates input, encodes JSON and runs subscriptions; a backend only stores and
+fetches. Nothing here assumes SQLite: ids are opaque increasing integers *per run*, and change
+detection across processes is the backend's own business (SQLite watches its WAL file; a
+PostgreSQL backend would LISTEN). Keep it that way so backends stay swappable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from eventlog.models import Event, RunInfo
+
+Durability = Literal["process", "power"]
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Append events (name, compact JSON) to a run, creating the run when it is new."""
+
+    run_id: str
+    events: Sequence[tuple[str, str]]
+    idempotency_key: str | None = None
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EndRun:
+    """Write the end marker. Repeating it with the same reason returns the first marker's id."""
+
+    run_id: str
+    reason: str | None
+    must_exist: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRun:
+    run_id: str
+    metadata_json: str
+
+
+WriteRequest = Append | EndRun | CreateRun
+WriteResult = list[int] | int | RunInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What one commit added to one run, handed to the notifier after the commit.
+
+    ``previous_last_id`` is the run's newest id before this commit (0 for none): a live tail that
+    already ends there can extend itself with ``events`` without asking the backend."""
+
+    run_id: str
+    previous_last_id: int
+    events: tuple[Event, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Events after a cursor, read in one snapshot together with the run they belong to."""
+
+    run: RunInfo | None
+    events: list[Event]
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    max_events: int | None = None
+    max_bytes: int | None = None
+    max_age: float | None = None
+    """Seconds; events older than this are trimmed (the end marker never is)."""
+    ended_ttl: float | None = None
+    """Seconds after its end at which a whole run is deleted."""
+
+    @property
+    def trims_runs(self) -> bool:
+        return any(v is not None for v in (self.max_events, self.max_bytes, self.max_age))
+
+
+CommitListener = Callable[[list[Committed]], None]
+
+
+class Storage(Protocol):
+    """What a backend provides. All methods are coroutines; none blocks the event loop."""
+
+    async def write(self, request: WriteRequest) -> WriteResult:
+        """Apply one request durably. Concurrent calls may share one transaction (group
+        commit); each returns only once the transaction holding its rows has committed."""
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener`` on the event loop after each commit, in commit order."""
+
+    async def read(self, run_id: str, after: int, limit: int) -> Page: ...
+
+    async def run(self, run_id: str) -> RunInfo | None: ...
+
+    async def runs(
+        self, *, limit: int, offset: int, status: Literal["running", "ended"] | None
+    ) -> list[RunInfo]: ...
+
+    async def delete(self, run_id: str) -> bool: ...
+
+    async def trim_candidates(self, policy: RetentionPolicy, now: float) -> list[str]:
+        """Runs that break a per-run limit of ``policy``."""
+
+    async def trim_run(self, run_id: str, policy: RetentionPolicy, now: float, max_rows: int) -> int:
+        """Remove at most ``max_rows`` of the oldest events that break the policy, in one short
+        transaction; returns how many were removed."""
+
+    async def expire_ended(self, ended_before: float, max_rows: int) -> tuple[list[str], int]:
+        """Delete at most ``max_rows`` rows of runs that ended before ``ended_before``; returns
+        the runs removed completely and the number of rows deleted."""
+
+    def changes(self) -> AsyncIterator[list[tuple[str, int]]]:
+        """Yield ``(run_id, last_id)`` for runs changed by *any* process, including this one.
+        Only a hint: readers re-read from their cursor after it."""
+
+    async def stats(self) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,62 @@
+"""Opening SQLite connections with the PRAGMAs eventlog relies on."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from eventlog.errors import NotAnEventLog
+from eventlog.storage.base import Durability
+
+_SYNCHRONOUS: dict[Durability, str] = {
+    # WAL + NORMAL: a commit is in the WAL before COMMIT returns; the process may die at any
+    # moment afterwards and the transaction survives. Only a power loss can roll back the last
+    # transactions, because the WAL is fsynced at checkpoints rather than at every commit.
+    "process": "NORMAL",
+    # WAL + FULL: the WAL is fsynced at every commit, so an acknowledged append also survives
+    # power loss, at the cost of one fsync per (group) commit.
+    "power": "FULL",
+}
+
+
+def connect(
+    path: Path,
+    *,
+    durability: Durability,
+    writer: bool,
+    busy_timeout: float,
+    max_page_count: int | None = None,
+) -> sqlite3.Connection:
+    """Open ``path`` in autocommit mode (transactions are explicit ``BEGIN``s) and set it up.
+
+    Raises NotAnEventLog for a file that is not an SQLite database at all."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=512)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        conn.execute("PRAGMA schema_version").fetchone()  # reads the header: fails on garbage
+        if writer:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise NotAnEventLog(f"cannot switch {path} to WAL mode (got {mode!r})")
+        conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
+        if max_page_count is not None:
+            conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
+        if not writer:
+            conn.execute("PRAGMA query_only = 1")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        if isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode in _TRANSIENT:
+            raise
+        raise NotAnEventLog(f"{path} is not a usable eventlog database: {exc}") from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+_TRANSIENT = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """True for lock contention with another connection: worth retrying, never worth surfacing."""
+    return getattr(exc, "sqlite_errorcode", None) in _TRANSIENT or "locked" in str(exc)

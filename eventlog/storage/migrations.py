@@ -1,0 +1,93 @@
+"""Schema migrations: ``migrations/NNNN_name.sql`` applied in order, tracked by ``user_version``.
+
+Each file runs in its own ``BEGIN IMMEDIATE`` transaction, so a crash mid-migration leaves the
+previous version intact, and several processes opening the same new file at once migrate it once.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from eventlog.errors import NotAnEventLog, SchemaTooNew
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+APPLICATION_ID = 0x45564C47  # "EVLG": marks a file as an eventlog database
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    def statements(self) -> list[str]:
+        """Split the script into statements; ``executescript`` would commit our transaction."""
+        statements, current = [], ""
+        for line in self.sql.splitlines(keepends=True):
+            current += line
+            if sqlite3.complete_statement(current):
+                statements.append(current.strip())
+                current = ""
+        if current.strip() and not current.strip().startswith("--"):
+            statements.append(current.strip())
+        return [s for s in statements if s]
+
+
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    migrations = []
+    for path in sorted(directory.iterdir()):
+        match = _NAME.match(path.name)
+        if match:
+            migrations.append(Migration(int(match.group(1)), path.name, path.read_text()))
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise RuntimeError(f"migrations in {directory} are not numbered 0001, 0002, ...: {versions}")
+    return migrations
+
+
+def _check_is_eventlog(conn: sqlite3.Connection, version: int) -> None:
+    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    if application_id == APPLICATION_ID:
+        return
+    if application_id != 0 or version != 0:
+        raise NotAnEventLog("the file is an SQLite database of another program")
+    tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
+    if tables.fetchone()[0]:
+        raise NotAnEventLog("the file is an SQLite database of another program")
+
+
+def _current_version(conn: sqlite3.Connection, latest: int) -> int:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    _check_is_eventlog(conn, version)
+    if version > latest:
+        raise SchemaTooNew(
+            f"the file has schema version {version}, this eventlog knows up to {latest}: "
+            "upgrade eventlog to open it"
+        )
+    return version
+
+
+def migrate(conn: sqlite3.Connection, migrations: list[Migration] | None = None) -> int:
+    """Bring the schema up to date; returns the resulting version. ``conn`` is in autocommit mode."""
+    migrations = load_migrations() if migrations is None else migrations
+    latest = migrations[-1].version if migrations else 0
+    if _current_version(conn, latest) == latest:
+        return latest
+    for migration in migrations:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Checked again under the write lock: another process may have migrated meanwhile.
+            if _current_version(conn, latest) < migration.version:
+                for statement in migration.statements():
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {migration.version}")
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return _current_version(conn, latest)

@@ -1,0 +1,370 @@
+"""The SQL of eventlog's writes, as plain functions of a connection run on the writer thread.
+
+Every function here runs inside one ``BEGIN IMMEDIATE`` transaction opened by ``transaction``;
+they read the state they need under the write lock, so their view is authoritative even when
+other processes write to the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from eventlog.errors import (
+    DatabaseFull,
+    EventLogError,
+    IdempotencyConflict,
+    RunEnded,
+    RunExists,
+    RunNotFound,
+)
+from eventlog.models import END_EVENT, Event, RunInfo
+from eventlog.storage.base import (
+    Append,
+    Committed,
+    CreateRun,
+    EndRun,
+    RetentionPolicy,
+    WriteRequest,
+    WriteResult,
+)
+from eventlog.storage.connection import is_busy
+
+T = TypeVar("T")
+
+
+def transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``body`` in a write transaction, retrying lock contention with other processes for as
+    long as it lasts: callers see a slow append, never "database is locked"."""
+    delay = 0.001
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+            continue
+        try:
+            result = body(conn)
+            conn.execute("COMMIT")
+            return result
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+
+def storage_error(exc: sqlite3.Error) -> EventLogError:
+    """The typed error for an SQLite failure that a caller can act on."""
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return DatabaseFull(f"the database is full, nothing was written: {exc}")
+    error = EventLogError(f"storage error: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+@dataclass(slots=True)
+class _RunState:
+    """A run's row as this transaction sees it, updated as the batch is applied."""
+
+    exists: bool
+    created_at: float
+    metadata_json: str
+    event_count: int
+    total_bytes: int
+    last_id: int
+    end_id: int | None
+    end_reason: str | None
+    ended_at: float | None
+    previous_last_id: int
+    touched: bool = False
+
+
+_RUN_STATE_SQL = (
+    "SELECT created_at, metadata, event_count, total_bytes, last_id, end_id, end_reason, ended_at "
+    "FROM runs WHERE run_id = ?"
+)
+
+
+def _load_state(conn: sqlite3.Connection, run_id: str) -> _RunState | None:
+    row = conn.execute(_RUN_STATE_SQL, (run_id,)).fetchone()
+    if row is None:
+        return None
+    return _RunState(True, *row, previous_last_id=row[4])
+
+
+def _new_state(now: float, metadata_json: str = "{}") -> _RunState:
+    return _RunState(False, now, metadata_json, 0, 0, 0, None, None, None, 0, touched=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """The rows a request adds to the batch; ``key`` is the idempotency key to record with them."""
+
+    span: slice
+    key: str | None = None
+
+
+class _Batch:
+    """Applies a list of write requests in the current transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, now: float) -> None:
+        self.conn = conn
+        self.now = now
+        self.states: dict[str, _RunState | None] = {}
+        self.rows: list[tuple[str, str, str, float]] = []
+        self.keys: dict[tuple[str, str], tuple[str, list[int] | _Rows]] = {}
+        self.new_keys: list[tuple[str, str, str, list[int]]] = []
+
+    def state(self, run_id: str) -> _RunState | None:
+        if run_id not in self.states:
+            self.states[run_id] = _load_state(self.conn, run_id)
+        return self.states[run_id]
+
+    def stored_key(self, run_id: str, key: str) -> tuple[str, list[int] | _Rows] | None:
+        if (run_id, key) not in self.keys:
+            row = self.conn.execute(
+                "SELECT fingerprint, ids FROM idempotency_keys WHERE run_id = ? AND key = ?",
+                (run_id, key),
+            ).fetchone()
+            if row is None:
+                return None
+            self.keys[(run_id, key)] = (row[0], json.loads(row[1]))
+        return self.keys[(run_id, key)]
+
+    def add_rows(self, state: _RunState, run_id: str, events: list[tuple[str, str]]) -> slice:
+        """Queue rows for the insert and count them in the run's state."""
+        start = len(self.rows)
+        for name, data_json in events:
+            self.rows.append((run_id, name, data_json, self.now))
+            if name != END_EVENT:
+                state.event_count += 1
+                state.total_bytes += len(data_json.encode())
+        state.touched = True
+        return slice(start, len(self.rows))
+
+    def plan(self, request: WriteRequest) -> object:
+        """Check one request against the state; returns its rows' slice, a final result, or an
+        error instance. Nothing is written yet."""
+        run_id = request.run_id
+        state = self.state(run_id)
+        if isinstance(request, CreateRun):
+            if state is not None:
+                return RunExists(run_id)
+            self.states[run_id] = _new_state(self.now, request.metadata_json)
+            return "created"
+        if isinstance(request, Append):
+            if request.idempotency_key is not None:
+                stored = self.stored_key(run_id, request.idempotency_key)
+                if stored is not None:
+                    fingerprint, ids = stored
+                    if fingerprint != request.fingerprint:
+                        return IdempotencyConflict(run_id, request.idempotency_key)
+                    return _Rows(ids.span) if isinstance(ids, _Rows) else ids
+            if state is None:
+                state = self.states[run_id] = _new_state(self.now)
+            if state.end_id is not None:
+                return RunEnded(run_id, state.end_reason, state.end_id)
+            rows = _Rows(self.add_rows(state, run_id, list(request.events)), request.idempotency_key)
+            if request.idempotency_key is not None:
+                self.keys[(run_id, request.idempotency_key)] = (request.fingerprint, rows)
+            return rows
+        if state is None:
+            if request.must_exist:
+                return RunNotFound(run_id)
+            state = self.states[run_id] = _new_state(self.now)
+        if state.end_id is not None:
+            if state.end_reason == request.reason:
+                return state.end_id
+            return RunEnded(run_id, state.end_reason, state.end_id)
+        state.end_id = -1  # placeholder: the marker's id is known after the insert
+        state.end_reason = request.reason
+        state.ended_at = self.now
+        return _Rows(self.add_rows(state, run_id, [(END_EVENT, json.dumps({"reason": request.reason}))]))
+
+    def insert_rows(self) -> int:
+        """Insert the collected rows; returns the id of the first one."""
+        if not self.rows:
+            return 0
+        before = self._sequence()
+        self.conn.executemany(
+            "INSERT INTO events (run_id, event, data, created_at) VALUES (?, ?, ?, ?)", self.rows
+        )
+        # AUTOINCREMENT hands out max(sequence, max(id)) + 1 for each row, and we hold the write
+        # lock: the rows got consecutive ids starting right after the previous sequence value.
+        after = self._sequence()
+        if after - before != len(self.rows):
+            raise RuntimeError(f"unexpected id allocation: {before}..{after} for {len(self.rows)} rows")
+        return before + 1
+
+    def _sequence(self) -> int:
+        row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        return row[0] if row else 0
+
+
+def apply_writes(
+    conn: sqlite3.Connection, requests: list[WriteRequest]
+) -> tuple[list[WriteResult | BaseException], list[Committed]]:
+    """Apply a batch in one transaction. When the transaction itself fails (a full disk, say),
+    each request is retried alone so that the failure is reported to the request it belongs to."""
+    try:
+        return transaction(conn, lambda c: _apply(c, requests))
+    except sqlite3.Error as exc:
+        if len(requests) == 1:
+            return [storage_error(exc)], []
+    outcomes: list[WriteResult | BaseException] = []
+    committed: list[Committed] = []
+    for request in requests:
+        try:
+            (outcome,), notices = transaction(conn, lambda c: _apply(c, [request]))
+        except sqlite3.Error as exc:
+            outcome, notices = storage_error(exc), []
+        outcomes.append(outcome)
+        committed.extend(notices)
+    return outcomes, committed
+
+
+def _apply(
+    conn: sqlite3.Connection, requests: list[WriteRequest]
+) -> tuple[list[WriteResult | BaseException], list[Committed]]:
+    batch = _Batch(conn, time.time())
+    plans = [batch.plan(request) for request in requests]
+    first_id = batch.insert_rows()
+    ids = range(first_id, first_id + len(batch.rows))
+
+    outcomes: list[WriteResult | BaseException] = []
+    for request, plan in zip(requests, plans):
+        if isinstance(plan, _Rows):
+            row_ids = list(ids[plan.span])
+            outcomes.append(row_ids[0] if isinstance(request, EndRun) else row_ids)
+            if plan.key is not None:
+                batch.new_keys.append((request.run_id, plan.key, request.fingerprint, row_ids))  # type: ignore[union-attr]
+        elif plan == "created":
+            outcomes.append(None)  # replaced by the RunInfo below
+        else:
+            outcomes.append(plan)  # type: ignore[arg-type]
+
+    events_by_run: dict[str, list[Event]] = {}
+    for event_id, (run_id, name, data_json, created_at) in zip(ids, batch.rows):
+        events_by_run.setdefault(run_id, []).append(Event(event_id, run_id, name, data_json, created_at))
+        state = batch.states[run_id]
+        assert state is not None
+        state.last_id = event_id
+        if name == END_EVENT:
+            state.end_id = event_id
+
+    _save_runs(conn, batch)
+    if batch.new_keys:
+        conn.executemany(
+            "INSERT INTO idempotency_keys (run_id, key, fingerprint, ids, created_at) VALUES (?, ?, ?, ?, ?)",
+            [(r, k, f, json.dumps(i), batch.now) for r, k, f, i in batch.new_keys],
+        )
+    for index, (request, plan) in enumerate(zip(requests, plans)):
+        if plan == "created":
+            outcomes[index] = _info(request.run_id, batch.states[request.run_id])  # type: ignore[arg-type]
+
+    committed = [
+        Committed(run_id, state.previous_last_id, tuple(events_by_run.get(run_id, ())))
+        for run_id, state in batch.states.items()
+        if state is not None and state.touched
+    ]
+    return outcomes, committed
+
+
+def _save_runs(conn: sqlite3.Connection, batch: _Batch) -> None:
+    rows = [
+        (run_id, s.created_at, s.metadata_json, s.event_count, s.total_bytes, s.last_id, s.end_id, s.end_reason, s.ended_at)
+        for run_id, s in batch.states.items()
+        if s is not None and s.touched
+    ]
+    if rows:
+        conn.executemany(
+            "INSERT INTO runs (run_id, created_at, metadata, event_count, total_bytes, last_id, end_id, end_reason, ended_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
+            "event_count = excluded.event_count, total_bytes = excluded.total_bytes, last_id = excluded.last_id, "
+            "end_id = excluded.end_id, end_reason = excluded.end_reason, ended_at = excluded.ended_at",
+            rows,
+        )
+
+
+def _info(run_id: str, state: _RunState) -> RunInfo:
+    return RunInfo(
+        run_id, state.created_at, json.loads(state.metadata_json), state.event_count, state.total_bytes,
+        0, state.last_id, 0, state.end_id, state.end_reason, state.ended_at,
+    )
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+
+def trim_run(conn: sqlite3.Connection, run_id: str, policy: RetentionPolicy, now: float, max_rows: int) -> int:
+    """Delete up to ``max_rows`` of the run's oldest events that break the policy."""
+    row = conn.execute("SELECT event_count, total_bytes, end_id FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None:
+        return 0
+    count, size, end_id = row
+    oldest_allowed = now - policy.max_age if policy.max_age is not None else None
+    last_deleted, deleted = 0, 0
+    candidates = conn.execute(
+        "SELECT id, created_at, length(CAST(data AS BLOB)) FROM events "
+        "WHERE run_id = ? AND id IS NOT ? ORDER BY id LIMIT ?",
+        (run_id, end_id, max_rows),
+    )
+    for event_id, created_at, nbytes in candidates:
+        too_many = policy.max_events is not None and count > policy.max_events
+        too_big = policy.max_bytes is not None and size > policy.max_bytes
+        too_old = oldest_allowed is not None and created_at < oldest_allowed
+        if not (too_many or too_big or too_old):
+            break
+        count, size, last_deleted, deleted = count - 1, size - nbytes, event_id, deleted + 1
+    if deleted:
+        conn.execute("DELETE FROM events WHERE run_id = ? AND id <= ? AND id IS NOT ?", (run_id, last_deleted, end_id))
+        conn.execute(
+            "UPDATE runs SET event_count = ?, total_bytes = ?, trimmed_through = max(trimmed_through, ?) WHERE run_id = ?",
+            (count, size, last_deleted, run_id),
+        )
+    return deleted
+
+
+def expire_ended(conn: sqlite3.Connection, ended_before: float, max_rows: int) -> tuple[list[str], int]:
+    """Delete the oldest rows of runs that ended before ``ended_before``, at most ``max_rows``.
+
+    Rows go oldest first, so the end marker (a run's newest row) goes last, with the run itself."""
+    removed: list[str] = []
+    deleted = 0
+    expired = conn.execute(
+        "SELECT run_id, end_id FROM runs WHERE ended_at < ? ORDER BY ended_at LIMIT 100", (ended_before,)
+    ).fetchall()
+    for run_id, end_id in expired:
+        if deleted >= max_rows:
+            break
+        upto = conn.execute(
+            "SELECT max(id), count(*), sum(length(CAST(data AS BLOB))) FROM "
+            "(SELECT id, data FROM events WHERE run_id = ? ORDER BY id LIMIT ?)",
+            (run_id, max_rows - deleted),
+        ).fetchone()
+        if upto[0] is not None:
+            conn.execute("DELETE FROM events WHERE run_id = ? AND id <= ?", (run_id, upto[0]))
+            deleted += upto[1]
+        if upto[0] is None or upto[0] >= end_id:
+            delete_run(conn, run_id)
+            removed.append(run_id)
+        else:
+            conn.execute(
+                "UPDATE runs SET event_count = event_count - ?, total_bytes = total_bytes - ?, "
+                "trimmed_through = max(trimmed_through, ?) WHERE run_id = ?",
+                (upto[1], upto[2], upto[0], run_id),
+            )
+    return removed, deleted
+
+
+def delete_run(conn: sqlite3.Connection, run_id: str) -> bool:
+    conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
+    conn.execute("DELETE FROM idempotency_keys WHERE run_id = ?", (run_id,))
+    return conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount > 0
