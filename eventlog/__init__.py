@@ -1,5 +1,7 @@
 """eventlog: an embedded, crash-safe event log for streaming job progress over Server-Sent Events."""
 
+__version__ = "0.1.0"
+
 from eventlog.errors import (
     DatabaseFull,
     EventLogError,

@@ -12,9 +12,9 @@ from eventlog.errors import InvalidInput, LogClosed
 from eventlog.log import validation
 from eventlog.log.notifier import Notifier
 from eventlog.log.retention import Janitor, RetentionReport
-from eventlog.log.subscription import Item, OnGap, subscribe
+from eventlog.log.subscription import Item, OnGap, flatten, subscribe_batches
 from eventlog.models import Event, RunInfo
-from eventlog.storage.base import Append, CreateRun, Durability, EndRun, RetentionPolicy, Storage
+from eventlog.storage.base import Append, Committed, CreateRun, Durability, EndRun, RetentionPolicy, Storage
 from eventlog.storage.sqlite import SQLiteStorage
 
 MAX_READ_LIMIT = 10_000
@@ -43,6 +43,7 @@ class EventLog:
         self._page_size = page_size
         self._closed = False
         self.appended = 0
+        storage.add_commit_listener(self._count_commits)
 
     @classmethod
     def open(
@@ -82,6 +83,9 @@ class EventLog:
         )
         return _Opening(log)
 
+    def _count_commits(self, committed: list[Committed]) -> None:
+        self.appended += sum(len(change.events) for change in committed)
+
     async def _start(self) -> None:
         opener = getattr(self._storage, "open", None)
         if opener is not None:
@@ -120,7 +124,6 @@ class EventLog:
         request = Append(run_id, encoded, key, validation.fingerprint(encoded) if key else "")
         ids = await self._storage.write(request)
         assert isinstance(ids, list)
-        self.appended += len(encoded)
         return ids
 
     async def end(self, run_id: str, reason: str | None = "success", *, must_exist: bool = True) -> int:
@@ -173,13 +176,26 @@ class EventLog:
         and ``End`` once the run has ended and everything before the marker was yielded.
         A run that does not exist yet is waited for, unless ``wait_for_run=False``, which
         raises RunNotFound."""
+        return flatten(self.stream(run_id, after=after, heartbeat=heartbeat, on_gap=on_gap, wait_for_run=wait_for_run))
+
+    def stream(
+        self,
+        run_id: str,
+        *,
+        after: int | None = None,
+        heartbeat: float | None = 15.0,
+        on_gap: OnGap = "continue",
+        wait_for_run: bool = True,
+    ) -> AsyncIterator[list[Item]]:
+        """``subscribe``, yielding lists of the items available at once: for transports that
+        write a burst of events in one send."""
         self._check_open()
         validation.check_run_id(run_id)
         if after is not None and (not isinstance(after, int) or after < 0):
             raise InvalidInput("after must be a non-negative integer or None")
         if on_gap not in ("continue", "stop"):
             raise InvalidInput("on_gap must be 'continue' or 'stop'")
-        return subscribe(
+        return subscribe_batches(
             self._storage,
             self._notifier,
             run_id,

@@ -1,7 +1,8 @@
-"""``subscribe``: replay a run from a cursor, then tail it live, with heartbeats, gaps and end."""
+"""Subscriptions: replay a run from a cursor, then tail it live, with heartbeats, gaps and end."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Literal
 
@@ -14,7 +15,7 @@ Item = Event | Heartbeat | Gap | End
 OnGap = Literal["continue", "stop"]
 
 
-async def subscribe(
+async def subscribe_batches(
     storage: Storage,
     notifier: Notifier,
     run_id: str,
@@ -24,10 +25,13 @@ async def subscribe(
     on_gap: OnGap,
     wait_for_run: bool,
     page_size: int,
-) -> AsyncIterator[Item]:
-    """See ``EventLog.subscribe``. The file is the source of truth: after every wake-up the
-    subscriber reads from its cursor, from the channel's tail of committed events when that
-    reaches back far enough, from storage otherwise."""
+) -> AsyncIterator[list[Item]]:
+    """See ``EventLog.subscribe``; yields the items in lists of what is available at once, so
+    a transport can write a burst of events in one go.
+
+    The file is the source of truth: after every wake-up the subscriber reads from its cursor,
+    from the channel's tail of committed events when that reaches back far enough, from
+    storage otherwise."""
     channel = notifier.attach(run_id)
     try:
         cursor = after
@@ -42,10 +46,10 @@ async def subscribe(
                     if not wait_for_run:
                         raise RunNotFound(run_id)
                     if not await channel.wait(version, heartbeat):
-                        yield HEARTBEAT
+                        yield [HEARTBEAT]
                     continue
                 if cursor is not None and cursor < run.trimmed_through:
-                    yield Gap(requested=cursor, earliest=run.first_id, latest=run.last_id)
+                    yield [Gap(requested=cursor, earliest=run.first_id, latest=run.last_id)]
                     if on_gap == "stop":
                         return
                     cursor = run.trimmed_through
@@ -56,18 +60,29 @@ async def subscribe(
                 end = End(run.end_id, run.end_reason) if run.end_id is not None else None
                 if len(events) < page_size:
                     channel.seed(run)
-            for event in events:
-                if event.event == END_EVENT:
-                    yield End(event.id, event.data.get("reason"))
-                    return
-                yield event
-                cursor = event.id
             if events:
+                batch: list[Item] = []
+                for event in events:
+                    if event.event == END_EVENT:
+                        batch.append(End(event.id, event.data.get("reason")))
+                        yield batch
+                        return
+                    batch.append(event)
+                cursor = events[-1].id
+                yield batch
                 continue
             if end is not None and cursor >= end.id:
-                yield end
+                yield [end]
                 return
             if not await channel.wait(version, heartbeat):
-                yield HEARTBEAT
+                yield [HEARTBEAT]
     finally:
         notifier.detach(channel)
+
+
+async def flatten(batches: AsyncIterator[list[Item]]) -> AsyncIterator[Item]:
+    """One item at a time; closing this closes the subscription at once (no waiting for GC)."""
+    async with contextlib.aclosing(batches):  # type: ignore[type-var]
+        async for batch in batches:
+            for item in batch:
+                yield item

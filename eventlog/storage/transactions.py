@@ -186,7 +186,7 @@ class _Batch:
         state.end_id = -1  # placeholder: the marker's id is known after the insert
         state.end_reason = request.reason
         state.ended_at = self.now
-        return _Rows(self.add_rows(state, run_id, [(END_EVENT, json.dumps({"reason": request.reason}))]))
+        return _Rows(self.add_rows(state, run_id, [(END_EVENT, json.dumps({"reason": request.reason}, separators=(",", ":")))]))
 
     def insert_rows(self) -> int:
         """Insert the collected rows; returns the id of the first one."""

@@ -1,0 +1,58 @@
+"""The app factory: ``create_app(settings)`` builds the Starlette app on one EventLog.
+
+``uvicorn eventlog.http.app:create_app --factory`` (or ``server:app``) reads its settings from
+``EVENTLOG_*`` variables, which is how every worker of ``eventlog serve --workers N`` gets the
+same ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+
+from eventlog import EventLog
+from eventlog.http import langgraph, metrics, openapi, routes
+from eventlog.http.errors import EXCEPTION_HANDLERS
+from eventlog.http.settings import Settings
+from eventlog.http.sse import StreamCounter
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with EventLog.open(
+            settings.db,
+            durability=settings.durability,
+            retention=settings.retention,
+            retention_interval=settings.retention_interval,
+            poll_interval=settings.poll_interval,
+        ) as log:
+            app.state.log = log
+            yield
+
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+                expose_headers=["Location"],
+            )
+        )
+    app = Starlette(
+        routes=[*routes.routes, *langgraph.routes, *metrics.routes, *openapi.routes],
+        middleware=middleware,
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.streams = StreamCounter()
+    return app

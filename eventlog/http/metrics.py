@@ -1,0 +1,44 @@
+"""``/metrics`` in the Prometheus text format, and ``/healthz``."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from eventlog import EventLog
+
+_METRICS = [
+    ("eventlog_appended_events_total", "counter", "Events appended through this process.", "appended"),
+    ("eventlog_wakeups_total", "counter", "Subscriber wake-ups delivered by this process.", "wakeups"),
+    ("eventlog_trimmed_events_total", "counter", "Events removed by retention in this process.", "trimmed"),
+    ("eventlog_expired_runs_total", "counter", "Ended runs removed by retention in this process.", "expired_runs"),
+    ("eventlog_live_runs", "gauge", "Runs with subscribers in this process.", "live_runs"),
+    ("eventlog_runs", "gauge", "Runs stored in the file.", "runs"),
+    ("eventlog_events", "gauge", "Events stored in the file.", "events"),
+    ("eventlog_bytes", "gauge", "Bytes of event data stored in the file.", "bytes"),
+]
+
+
+async def metrics(request: Request) -> Response:
+    log: EventLog = request.app.state.log
+    stats = await log.stats()
+    streams = request.app.state.streams
+    stats["active_streams"], stats["streams_total"] = streams.active, streams.total
+    rows = _METRICS + [
+        ("eventlog_active_streams", "gauge", "Open SSE streams in this process.", "active_streams"),
+        ("eventlog_streams_total", "counter", "SSE streams opened by this process.", "streams_total"),
+    ]
+    lines = []
+    for name, kind, help_text, key in rows:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {stats[key]}"]
+    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+
+async def healthz(request: Request) -> Response:
+    log: EventLog = request.app.state.log
+    await log.stats()  # proves the file is readable
+    return JSONResponse({"status": "ok"})
+
+
+routes = [Route("/metrics", metrics, methods=["GET"]), Route("/healthz", healthz, methods=["GET"])]

@@ -1,0 +1,60 @@
+"""Server settings, from ``EVENTLOG_*`` environment variables (and the CLI's flags, which the
+CLI hands to the server processes through the same variables, so every worker agrees)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from eventlog import RetentionPolicy
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EVENTLOG_", extra="ignore")
+
+    db: Path = Path("data/eventlog.db")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+    durability: Literal["process", "power"] = "process"
+
+    heartbeat: float = Field(15.0, gt=0, description="seconds between SSE heartbeat comments")
+    retry_ms: int = Field(1000, ge=0, description="the SSE retry: hint sent in the first frame")
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    max_batch_events: int = Field(1000, gt=0)
+    cors_origins: Annotated[list[str], NoDecode] = []
+
+    retention_max_events: int | None = Field(None, gt=0)
+    retention_max_bytes: int | None = Field(None, gt=0)
+    retention_max_age: float | None = Field(None, gt=0, description="seconds")
+    ended_ttl: float | None = Field(None, gt=0, description="seconds after its end a run is deleted")
+    retention_interval: float = Field(1.0, gt=0)
+    poll_interval: float = Field(1.0, gt=0, description="fallback for cross-process wake-ups")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        return RetentionPolicy(
+            max_events=self.retention_max_events,
+            max_bytes=self.retention_max_bytes,
+            max_age=self.retention_max_age,
+            ended_ttl=self.ended_ttl,
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """The ``EVENTLOG_*`` variables that reproduce these settings in another process."""
+        env = {}
+        for name, value in self.model_dump(exclude_none=True).items():
+            if isinstance(value, list):
+                value = ",".join(value)
+            env[f"EVENTLOG_{name.upper()}"] = str(value)
+        return env
