@@ -1,0 +1,174 @@
+"""Crashes, restarts, several processes on one file, disconnect storms, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from tests.http.server import ServerProcess
+from tests.http.sse_client import Received, consume, post_until_acknowledged
+
+
+def new_run() -> str:
+    return f"run-{uuid.uuid4().hex[:12]}"
+
+
+async def test_kill9_mid_stream_every_event_exactly_once(server: ServerProcess) -> None:
+    """A producer POSTs with idempotency keys, a consumer streams; the server is killed with
+    SIGKILL twice and restarted on the same file and port. The consumer resumes with
+    Last-Event-ID, the producer retries: every event arrives exactly once, in order."""
+    run_id = new_run()
+    url = f"{server.url}/runs/{run_id}"
+    total = 60
+    acknowledged: list[int] = []
+
+    async def produce() -> None:
+        for i in range(total):
+            acknowledged.extend((await post_until_acknowledged(f"{url}/events", {"event": "updates", "data": {"i": i}}, key=f"event-{i}"))["ids"])
+            await asyncio.sleep(0.01)
+        # Ending is idempotent by itself: a repeat with the same reason is a no-op.
+        acknowledged.append((await post_until_acknowledged(f"{url}/end", {"reason": "success"}))["id"])
+
+    async def crash_twice() -> None:
+        for threshold in (total // 3, 2 * total // 3):
+            while len(acknowledged) < threshold:
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(server.restart)
+
+    received = Received()
+    await post_until_acknowledged(f"{url}/events", {"event": "metadata", "data": {"run_id": run_id}}, key="first")
+    consumer = asyncio.create_task(consume(f"{url}/stream", deadline=90, received=received))
+    await asyncio.gather(produce(), crash_twice())
+    await consumer
+    assert received.connections >= 2  # it really was cut off and came back
+    assert received.ids[1:] == acknowledged
+    data = [d for d, e in zip(received.data, received.events) if e == "updates"]
+    assert data == [{"i": i} for i in range(total)]
+    assert len(received.ids) == len(set(received.ids)) and received.ids == sorted(received.ids)
+
+
+def test_two_servers_on_one_file_wake_each_other(tmp_path: Path) -> None:
+    """A stream held by one process wakes when another process appends: with a 30 s fallback
+    poll, only the file-change notification can make it arrive quickly."""
+    db = tmp_path / "shared.db"
+    env = {"EVENTLOG_POLL_INTERVAL": "30"}
+    a = ServerProcess(db, env=env).start()
+    b = ServerProcess(db, env=env).start()
+    try:
+        run_id = new_run()
+        httpx.post(f"{a.url}/runs/{run_id}/events", json={"event": "updates", "data": 0})
+
+        async def scenario() -> Received:
+            reader = asyncio.create_task(consume(f"{a.url}/runs/{run_id}/stream", deadline=20))
+            await asyncio.sleep(0.5)
+            async with httpx.AsyncClient(base_url=b.url) as http:
+                for i in range(1, 6):
+                    await http.post(f"/runs/{run_id}/events", json={"event": "updates", "data": i})
+                started = time.monotonic()
+                await http.post(f"/runs/{run_id}/end")
+            received = await reader
+            assert time.monotonic() - started < 5
+            return received
+
+        received = asyncio.run(scenario())
+        assert received.data == [0, 1, 2, 3, 4, 5]
+    finally:
+        a.kill()
+        b.kill()
+
+
+def test_workers_share_wakeups(tmp_path: Path) -> None:
+    """With --workers 2, streams on either worker are woken by appends handled by either."""
+    server = ServerProcess(tmp_path / "workers.db", workers=2, env={"EVENTLOG_POLL_INTERVAL": "30"}).start()
+    try:
+        assert len(server.worker_pids()) >= 3  # the supervisor and two workers
+        run_id = new_run()
+        httpx.post(f"{server.url}/runs/{run_id}/events", json={"event": "updates", "data": 0})
+
+        async def scenario() -> list[Received]:
+            readers = [asyncio.create_task(consume(f"{server.url}/runs/{run_id}/stream", deadline=20)) for _ in range(8)]
+            await asyncio.sleep(1.0)
+            async with httpx.AsyncClient(base_url=server.url) as http:
+                for i in range(1, 11):
+                    await http.post(f"/runs/{run_id}/events", json={"event": "updates", "data": i})
+                await http.post(f"/runs/{run_id}/end")
+            return await asyncio.gather(*readers)
+
+        for received in asyncio.run(scenario()):
+            assert received.data == list(range(11))
+    finally:
+        server.kill()
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def metric(server: ServerProcess, name: str) -> float:
+    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no metric {name}")
+
+
+def test_disconnects_free_streams(server: ServerProcess) -> None:
+    """Thousands of clients that connect and leave: no stream, task or descriptor stays behind."""
+    run_id = new_run()
+    httpx.post(f"{server.url}/runs/{run_id}/events", json={"event": "updates", "data": 1})
+
+    async def churn(cycles: int) -> None:
+        async def one(http: httpx.AsyncClient) -> None:
+            async with http.stream("GET", f"{server.url}/runs/{run_id}/stream") as response:
+                async for _ in response.aiter_lines():
+                    break  # the retry line: the stream is open; now leave (closes the connection)
+
+        async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=20)) as http:
+            for _ in range(cycles // 20):
+                await asyncio.gather(*(one(http) for _ in range(20)))
+
+    asyncio.run(churn(100))  # warm up allocations and thread pools
+    assert server.process is not None
+    fds_before = open_fds(server.process.pid)
+    asyncio.run(churn(2000))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (metric(server, "eventlog_active_streams") or metric(server, "eventlog_live_runs")):
+        time.sleep(0.1)
+    assert metric(server, "eventlog_active_streams") == 0
+    assert metric(server, "eventlog_live_runs") == 0
+    assert metric(server, "eventlog_streams_total") >= 2100
+    assert open_fds(server.process.pid) <= fds_before + 10
+
+
+def test_sigterm_closes_streams_promptly_and_loses_nothing(server: ServerProcess) -> None:
+    run_id = new_run()
+    ids = httpx.post(f"{server.url}/runs/{run_id}/events", json={"events": [{"event": "updates", "data": i} for i in range(5)]}).json()["ids"]
+
+    async def hold_stream() -> float:
+        async with httpx.AsyncClient(timeout=30) as http:
+            async with http.stream("GET", f"{server.url}/runs/{run_id}/stream") as response:
+                signalled = None
+                try:
+                    async for line in response.aiter_lines():
+                        if line.startswith(f"id: {ids[-1]}") and signalled is None:
+                            assert server.process is not None
+                            server.process.send_signal(signal.SIGTERM)
+                            signalled = time.monotonic()
+                except httpx.HTTPError:
+                    pass
+                assert signalled is not None
+                return time.monotonic() - signalled
+
+    closed_after = asyncio.run(hold_stream())
+    assert closed_after < 2.0, f"stream stayed open {closed_after:.2f}s after SIGTERM"
+    assert server.process is not None
+    server.process.wait(10)  # uvicorn re-raises SIGTERM after a graceful shutdown
+    assert "Application shutdown complete" in server.log_path.read_text()
+    server.start()
+    events = httpx.get(f"{server.url}/runs/{run_id}/events").json()["events"]
+    assert [e["id"] for e in events] == ids
