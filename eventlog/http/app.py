@@ -16,6 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from eventlog import EventLog
 from eventlog.http import langgraph, metrics, openapi, routes
+from eventlog.http.auth import Authenticator, install_log_redaction, load_key
 from eventlog.http.errors import EXCEPTION_HANDLERS
 from eventlog.http.settings import Settings
 from eventlog.http.sse import StreamCounter
@@ -54,5 +55,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.auth = authenticator(settings)
+    install_log_redaction()
     app.state.streams = StreamCounter()
     return app
+
+
+def authenticator(settings: Settings) -> Authenticator:
+    if settings.jwt_public_key is not None:
+        jwt_key: str | None = load_key(settings.jwt_public_key)
+        algorithms = tuple(a for a in settings.jwt_algorithms if a != "HS256") or ("RS256", "ES256")
+    else:
+        jwt_key, algorithms = settings.jwt_secret, ("HS256",)
+    return Authenticator(api_keys=tuple(settings.api_key), jwt_key=jwt_key, jwt_algorithms=algorithms)

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from eventlog import Event, EventLog, RunInfo, RunNotFound
+from eventlog.http.auth import Need, guard
 from eventlog.http.sse import gap_policy, resume_cursor, stream_response
 
 _ERROR_REASONS = {"error", "failed", "failure", "timeout"}
@@ -44,7 +45,9 @@ async def _thread_run(request: Request) -> RunInfo:
 
 
 def mode_filter(modes: list[str]) -> Callable[[Event], bool]:
-    """``stream_mode`` keeps events of those modes; ``updates`` also keeps ``updates|sub|graph``."""
+    """``stream_mode`` keeps events of those modes; ``updates`` also keeps ``updates|sub|graph``.
+    Empty values mean no filter: the LangGraph SDK sends ``stream_mode=`` when it has none."""
+    modes = [mode for mode in modes if mode]
     if not modes:
         return lambda event: True
     wanted = tuple(modes)
@@ -72,6 +75,6 @@ async def join_stream(request: Request) -> Response:
 
 
 routes = [
-    Route("/threads/{thread_id}/runs/{run_id}", get_thread_run, methods=["GET"]),
-    Route("/threads/{thread_id}/runs/{run_id}/stream", join_stream, methods=["GET"]),
+    Route("/threads/{thread_id}/runs/{run_id}", guard(get_thread_run, Need.READ_RUN), methods=["GET"]),
+    Route("/threads/{thread_id}/runs/{run_id}/stream", guard(join_stream, Need.READ_RUN), methods=["GET"]),
 ]

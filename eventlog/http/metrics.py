@@ -7,6 +7,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from eventlog import EventLog
+from eventlog.http.auth import Need, guard
 
 _METRICS = [
     ("eventlog_appended_events_total", "counter", "Events appended through this process.", "appended"),
@@ -41,4 +42,7 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-routes = [Route("/metrics", metrics, methods=["GET"]), Route("/healthz", healthz, methods=["GET"])]
+routes = [
+    Route("/metrics", guard(metrics, Need.PRODUCER), methods=["GET"]),
+    Route("/healthz", guard(healthz, Need.OPEN), methods=["GET"]),
+]

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from eventlog import __version__
+from eventlog.http.auth import Need, guard
 from eventlog.http.schemas import AppendBody, CreateRunBody, EndBody
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -75,10 +76,14 @@ def build_spec() -> dict[str, Any]:
             "/threads/{thread_id}/runs/{run_id}/stream": {
                 "get": _op("LangGraph join_stream", _SSE, parameters=[_THREAD_ID, _RUN_ID, *_CURSOR, {"name": "stream_mode", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}}, {"name": "cancel_on_disconnect", "in": "query", "schema": {"type": "boolean"}}])
             },
-            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _json("ok")}}},
+            "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": _json("ok")}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text/plain"}}}},
         },
-        "components": {"schemas": components},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "API key, or a reader JWT"}},
+        },
+        "security": [{"bearer": []}],
     }
 
 
@@ -86,4 +91,4 @@ async def openapi(request: Request) -> Response:
     return JSONResponse(build_spec())
 
 
-routes = [Route("/openapi.json", openapi, methods=["GET"])]
+routes = [Route("/openapi.json", guard(openapi, Need.ANY), methods=["GET"])]

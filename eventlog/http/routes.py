@@ -7,6 +7,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from eventlog import EventLog, RunNotFound
+from eventlog.http.auth import Need, access, guard
 from eventlog.http.errors import ApiError, read_body
 from eventlog.http.schemas import AppendBody, CreateRunBody, EndBody, event_json, run_json
 from eventlog.http.settings import Settings
@@ -43,7 +44,8 @@ async def list_runs(request: Request) -> Response:
     limit = int_param(request, "limit", 100, 1, 1000)
     offset = int_param(request, "offset", 0, 0, 2**62)
     runs = await _log(request).runs(limit=limit, offset=offset, status=status)  # type: ignore[arg-type]
-    return JSONResponse({"runs": [run_json(info) for info in runs]})
+    caller = access(request)  # a reader token lists only the runs it may read
+    return JSONResponse({"runs": [run_json(info) for info in runs if caller.can_read(info.run_id)]})
 
 
 async def get_run(request: Request) -> Response:
@@ -111,12 +113,12 @@ async def stream_run(request: Request) -> Response:
 
 
 routes = [
-    Route("/runs", create_run, methods=["POST"]),
-    Route("/runs", list_runs, methods=["GET"]),
-    Route("/runs/{run_id}", get_run, methods=["GET"]),
-    Route("/runs/{run_id}", delete_run, methods=["DELETE"]),
-    Route("/runs/{run_id}/events", append_events, methods=["POST"]),
-    Route("/runs/{run_id}/events", read_events, methods=["GET"]),
-    Route("/runs/{run_id}/end", end_run, methods=["POST"]),
-    Route("/runs/{run_id}/stream", stream_run, methods=["GET"]),
+    Route("/runs", guard(create_run, Need.PRODUCER), methods=["POST"]),
+    Route("/runs", guard(list_runs, Need.ANY), methods=["GET"]),
+    Route("/runs/{run_id}", guard(get_run, Need.READ_RUN), methods=["GET"]),
+    Route("/runs/{run_id}", guard(delete_run, Need.PRODUCER), methods=["DELETE"]),
+    Route("/runs/{run_id}/events", guard(append_events, Need.PRODUCER), methods=["POST"]),
+    Route("/runs/{run_id}/events", guard(read_events, Need.READ_RUN), methods=["GET"]),
+    Route("/runs/{run_id}/end", guard(end_run, Need.PRODUCER), methods=["POST"]),
+    Route("/runs/{run_id}/stream", guard(stream_run, Need.READ_RUN), methods=["GET"]),
 ]

@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(1000, gt=0)
     cors_origins: Annotated[list[str], NoDecode] = []
 
+    api_key: Annotated[list[str], NoDecode] = Field(default=[], description="producer keys, comma-separated")
+    jwt_secret: str | None = Field(None, description="HS256 secret of reader tokens")
+    jwt_public_key: str | None = Field(None, description="PEM (or its path) verifying RS256/ES256 reader tokens")
+    jwt_algorithms: Annotated[list[str], NoDecode] = ["HS256"]
+    insecure: bool = Field(False, description="allow a non-loopback address without any key")
+
     retention_max_events: int | None = Field(None, gt=0)
     retention_max_bytes: int | None = Field(None, gt=0)
     retention_max_age: float | None = Field(None, gt=0, description="seconds")
@@ -34,9 +40,9 @@ class Settings(BaseSettings):
     retention_interval: float = Field(1.0, gt=0)
     poll_interval: float = Field(1.0, gt=0, description="fallback for cross-process wake-ups")
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "api_key", "jwt_algorithms", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
@@ -49,6 +55,10 @@ class Settings(BaseSettings):
             max_age=self.retention_max_age,
             ended_ttl=self.ended_ttl,
         )
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_key) or self.jwt_secret is not None or self.jwt_public_key is not None
 
     def to_env(self) -> dict[str, str]:
         """The ``EVENTLOG_*`` variables that reproduce these settings in another process."""
