@@ -34,10 +34,14 @@ async def subscribe_batches(
     storage otherwise."""
     channel = notifier.attach(run_id)
     try:
+        await notifier.watching()
         cursor = after
+        idle = False
         while True:
             version = channel.version  # noted before reading: see the notifier's docstring
-            events = channel.events_after(cursor) if cursor is not None else None
+            # After an idle heartbeat, read the file rather than trust the tail: a safety net
+            # that bounds the cost of any missed wake-up to one heartbeat.
+            events = channel.events_after(cursor) if cursor is not None and not idle else None
             end = channel.end
             if events is None:
                 page = await storage.read(run_id, after=cursor or 0, limit=page_size)
@@ -45,7 +49,8 @@ async def subscribe_batches(
                 if run is None:
                     if not wait_for_run:
                         raise RunNotFound(run_id)
-                    if not await channel.wait(version, heartbeat):
+                    idle = not await channel.wait(version, heartbeat)
+                    if idle:
                         yield [HEARTBEAT]
                     continue
                 if cursor is not None and cursor < run.trimmed_through:
@@ -74,7 +79,8 @@ async def subscribe_batches(
             if end is not None and cursor >= end.id:
                 yield [end]
                 return
-            if not await channel.wait(version, heartbeat):
+            idle = not await channel.wait(version, heartbeat)
+            if idle:
                 yield [HEARTBEAT]
     finally:
         notifier.detach(channel)

@@ -116,7 +116,8 @@ class Storage(Protocol):
 
     def changes(self) -> AsyncIterator[list[tuple[str, int]]]:
         """Yield ``(run_id, last_id)`` for runs changed by *any* process, including this one.
-        Only a hint: readers re-read from their cursor after it."""
+        Only a hint: readers re-read from their cursor after it. The first yield (empty) says
+        that watching has begun: every commit after it will be reported."""
 
     async def stats(self) -> dict[str, Any]: ...
 

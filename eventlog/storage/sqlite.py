@@ -182,6 +182,7 @@ class SQLiteStorage:
 
     async def changes(self) -> AsyncIterator[list[tuple[str, int]]]:
         """Yield the runs whose newest id advanced since the last look, whoever wrote them.
+        The first (empty) yield comes once watching has begun.
 
         Looks when the file watch fires (or the slow fallback timer does); ``PRAGMA
         data_version`` on a connection of its own tells cheaply whether anything was committed
@@ -212,6 +213,7 @@ class SQLiteStorage:
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(feed, look)
+            yield []  # watching from here on: every later commit will be reported
             while True:
                 try:
                     await asyncio.wait_for(watch.changed.wait(), self._poll_interval)
