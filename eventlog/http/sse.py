@@ -8,12 +8,13 @@ encoded here, once per event: an event's JSON is stored compact, so it goes out 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from functools import lru_cache
 from typing import Literal
 
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
+from starlette.types import Message, Send
 
 from eventlog import HEARTBEAT, End, Event, EventLog, Gap
 from eventlog.http.errors import ApiError
@@ -71,6 +72,20 @@ def gap_policy(request: Request) -> Literal["continue", "stop"]:
     return on_gap  # type: ignore[return-value]
 
 
+class _EventSourceResponse(EventSourceResponse):
+    """sse-starlette's response without the per-chunk cancel scope of a send timeout that these
+    streams never set. ``_send_with_timeout`` enters an anyio ``move_on_after(None)`` for every
+    chunk: with a thousand subscribers at the live edge that is a thousand cancel scopes per
+    event, a measurable share of the fan-out (benchmarks/sse.py). Should sse-starlette rename
+    the method, this override simply stops applying."""
+
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        if self.send_timeout is None:
+            await send(message)
+        else:
+            await super()._send_with_timeout(send, message)
+
+
 class StreamCounter:
     """How many streams this process serves right now, for /metrics."""
 
@@ -88,10 +103,11 @@ def stream_response(
     retry_ms: int,
     on_gap: Literal["continue", "stop"],
     counter: StreamCounter,
-    keep: Callable[[Event], bool] = lambda event: True,
+    keep: Callable[[Event], bool] | None = None,
     headers: dict[str, str] | None = None,
 ) -> EventSourceResponse:
-    """Stream the run from ``after``: a ``retry:`` hint, the events, heartbeats, and the end."""
+    """Stream the run from ``after``: a ``retry:`` hint, the events, heartbeats, and the end.
+    ``keep`` filters the events sent (None: all)."""
 
     async def frames() -> AsyncIterator[bytes]:
         counter.active += 1
@@ -99,23 +115,51 @@ def stream_response(
         try:
             yield f"retry: {retry_ms}\n\n".encode()
             async for batch in log.stream(run_id, after=after, heartbeat=heartbeat, on_gap=on_gap):
-                chunk = b"".join(_encode(batch, keep))
+                chunk = encode_batch(batch, keep)
                 if chunk:
                     yield chunk
         finally:
             counter.active -= 1
 
-    return EventSourceResponse(frames(), ping=0, headers={**HEADERS, **(headers or {})})
+    return _EventSourceResponse(frames(), ping=0, headers={**HEADERS, **(headers or {})})
 
 
-def _encode(batch: Iterable[object], keep: Callable[[Event], bool]) -> Iterable[bytes]:
+_CHUNKS: dict[tuple[Event, Event, int], bytes] = {}
+_CHUNKS_MAX = 64
+
+
+def _events_chunk(events: list[Event]) -> bytes:
+    """The frames of a run's consecutive events, joined. Subscribers at the live edge are each
+    handed the same slice of the run's tail at a wake-up, so the chunk is built once per
+    wake-up rather than once per subscriber. A slice of a run's events is identified by its
+    first and last event and its length (events compare by value, ids included)."""
+    key = (events[0], events[-1], len(events))
+    chunk = _CHUNKS.get(key)
+    if chunk is None:
+        chunk = b"".join(map(event_frame, events))
+        if len(_CHUNKS) >= _CHUNKS_MAX:
+            _CHUNKS.clear()
+        _CHUNKS[key] = chunk
+    return chunk
+
+
+def encode_batch(batch: list[object], keep: Callable[[Event], bool] | None = None) -> bytes:
+    """The frames of a batch of items as one chunk (runs once per subscriber per wake-up).
+
+    A batch of ``subscribe_batches`` holds a run's consecutive events, then at most its end; a
+    gap or a heartbeat comes alone. So a batch that starts and ends with an event is events
+    only, and an unfiltered one is served from the shared chunk of that slice."""
+    if keep is None and len(batch) > 1 and type(batch[0]) is Event and type(batch[-1]) is Event:
+        return _events_chunk(batch)  # type: ignore[arg-type]
+    frames = []
     for item in batch:
         if isinstance(item, Event):
-            if keep(item):
-                yield event_frame(item)
+            if keep is None or keep(item):
+                frames.append(event_frame(item))
         elif item is HEARTBEAT:
-            yield HEARTBEAT_FRAME
+            frames.append(HEARTBEAT_FRAME)
         elif isinstance(item, End):
-            yield end_frame(item)
+            frames.append(end_frame(item))
         elif isinstance(item, Gap):
-            yield gap_frame(item)
+            frames.append(gap_frame(item))
+    return frames[0] if len(frames) == 1 else b"".join(frames)

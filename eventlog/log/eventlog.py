@@ -132,8 +132,8 @@ class EventLog:
         raises RunNotFound, unless ``must_exist=False``, which creates it ended."""
         self._check_open()
         validation.check_run_id(run_id)
-        if reason is not None and not isinstance(reason, str):
-            raise InvalidInput("the end reason must be a string or None")
+        if reason is not None and (not isinstance(reason, str) or not validation.is_storable(reason)):
+            raise InvalidInput("the end reason must be a string (valid Unicode text) or None")
         end_id = await self._storage.write(EndRun(run_id, reason, must_exist))
         assert isinstance(end_id, int)
         return end_id

@@ -135,6 +135,8 @@ class Notifier:
         self._cross_process = cross_process
         self._follower: asyncio.Task[None] | None = None
         self._watching = asyncio.Event()
+        self.closed = False
+        """Set by ``close``: subscriptions stop (with LogClosed) at their next step."""
         self.wakeups = 0
         storage.add_commit_listener(self.on_commit)
 
@@ -143,7 +145,7 @@ class Notifier:
         if channel is None:
             channel = self._channels[run_id] = RunChannel(run_id, self._tail_size)
         channel.subscribers += 1
-        if self._cross_process and self._follower is None:
+        if self._cross_process and self._follower is None and not self.closed:
             self._follower = asyncio.get_running_loop().create_task(self._follow_other_processes())
         return channel
 
@@ -200,6 +202,8 @@ class Notifier:
             raise
         except Exception:
             logger.exception("cross-process change feed failed; subscribers fall back to heartbeats")
+        finally:
+            self._watching.set()  # nobody may wait for a feed that has stopped
 
     async def _catch_up(self, channel: RunChannel) -> None:
         """Read what other processes committed after the tail, until the tail is complete."""
@@ -213,8 +217,12 @@ class Notifier:
                 return
 
     async def close(self) -> None:
+        """Stop the change feed and wake every subscriber, so that none waits on a closed log."""
+        self.closed = True
         if self._follower is not None:
             self._follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._follower
             self._follower = None
+        for channel in list(self._channels.values()):
+            channel.wake()

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Literal
 
-from eventlog.errors import RunNotFound
+from eventlog.errors import LogClosed, RunNotFound
 from eventlog.log.notifier import Notifier
 from eventlog.models import END_EVENT, HEARTBEAT, End, Event, Gap, Heartbeat
 from eventlog.storage.base import Storage
@@ -38,6 +38,8 @@ async def subscribe_batches(
         cursor = after
         idle = False
         while True:
+            if notifier.closed:
+                raise LogClosed()
             version = channel.version  # noted before reading: see the notifier's docstring
             # After an idle heartbeat, read the file rather than trust the tail: a safety net
             # that bounds the cost of any missed wake-up to one heartbeat.
@@ -63,7 +65,10 @@ async def subscribe_batches(
                 cursor = min(cursor or 0, run.last_id)
                 events = page.events
                 end = End(run.end_id, run.end_reason) if run.end_id is not None else None
-                if len(events) < page_size:
+                # Seed the tail from this page only if nothing happened while it was read: a
+                # wake-up meanwhile (another process' commit, say) may announce rows that the
+                # page's snapshot predates, and a tail seeded from it would hide them for good.
+                if len(events) < page_size and channel.version == version:
                     channel.seed(run)
             if events:
                 batch: list[Item] = []

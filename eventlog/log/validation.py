@@ -18,6 +18,19 @@ with either name would read, on the SSE wire, as the stream's own signal."""
 MAX_IDEMPOTENCY_KEY = 256
 
 
+def is_storable(text: str) -> bool:
+    """False for text SQLite cannot store: lone surrogates (``"\\ud800"``) have no UTF-8 form.
+    They pass ``json.dumps`` with ``ensure_ascii=False``, and would fail the whole group commit
+    they land in. ``isascii`` is O(1) in CPython, so ASCII text costs nothing here."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_run_id(run_id: object) -> str:
     if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
         raise InvalidRunId(f"run id must be 1-128 characters of A-Z a-z 0-9 . _ : - (got {run_id!r:.150})")
@@ -29,17 +42,26 @@ def check_event_name(name: object, *, allow_reserved: bool = False) -> str:
         raise InvalidEventName(f"event name must be a string of 1-128 characters (got {name!r:.150})")
     if _CONTROL.search(name):
         raise InvalidEventName(f"event name must not contain control characters (got {name!r:.150})")
+    if not is_storable(name):
+        raise InvalidEventName(f"event name must be valid Unicode text (got {name!r:.150})")
     if not allow_reserved and name in RESERVED_EVENT_NAMES:
         raise InvalidEventName(f"event name {name!r} is reserved for the stream's own frames")
     return name
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+"""What ``json.dumps`` with these options builds anew at every call."""
+
+
 def encode_json(value: Any, what: str = "event data") -> str:
     """Compact JSON, UTF-8 kept as is; NaN and infinities are refused since JSON has neither."""
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        encoded = _ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidData(f"{what} is not JSON-serialisable: {exc}") from None
+    if not is_storable(encoded):
+        raise InvalidData(f"{what} holds text that is not valid Unicode (a lone surrogate)")
+    return encoded
 
 
 def encode_events(events: Sequence[tuple[str, Any]]) -> list[tuple[str, str]]:
@@ -56,7 +78,12 @@ def encode_events(events: Sequence[tuple[str, Any]]) -> list[tuple[str, str]]:
 
 
 def check_idempotency_key(key: object) -> str:
-    if not isinstance(key, str) or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or _CONTROL.search(key):
+    if (
+        not isinstance(key, str)
+        or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY
+        or _CONTROL.search(key)
+        or not is_storable(key)
+    ):
         raise InvalidInput(
             f"idempotency key must be 1-{MAX_IDEMPOTENCY_KEY} characters without control characters"
         )

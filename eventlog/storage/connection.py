@@ -7,6 +7,7 @@ from pathlib import Path
 
 from eventlog.errors import NotAnEventLog
 from eventlog.storage.base import Durability
+from eventlog.storage.migrations import check_identity
 
 _SYNCHRONOUS: dict[Durability, str] = {
     # WAL + NORMAL: a commit is in the WAL before COMMIT returns; the process may die at any
@@ -35,6 +36,7 @@ def connect(
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         conn.execute("PRAGMA schema_version").fetchone()  # reads the header: fails on garbage
         if writer:
+            check_identity(conn)
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise NotAnEventLog(f"cannot switch {path} to WAL mode (got {mode!r})")

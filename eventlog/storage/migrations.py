@@ -60,6 +60,12 @@ def _check_is_eventlog(conn: sqlite3.Connection, version: int) -> None:
         raise NotAnEventLog("the file is an SQLite database of another program")
 
 
+def check_identity(conn: sqlite3.Connection) -> None:
+    """Raise NotAnEventLog for another program's database, before anything (not even the switch
+    to WAL mode, which is stored in the file) is written to it."""
+    _check_is_eventlog(conn, conn.execute("PRAGMA user_version").fetchone()[0])
+
+
 def _current_version(conn: sqlite3.Connection, latest: int) -> int:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     _check_is_eventlog(conn, version)

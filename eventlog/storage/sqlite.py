@@ -214,12 +214,21 @@ class SQLiteStorage:
         try:
             await loop.run_in_executor(feed, look)
             yield []  # watching from here on: every later commit will be reported
+            rechecks: list[float] = []
             while True:
+                # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives
+                # together with a file change, and close() would then wait a whole poll_interval.
                 try:
-                    await asyncio.wait_for(watch.changed.wait(), self._poll_interval)
+                    async with asyncio.timeout(rechecks.pop(0) if rechecks else self._poll_interval):
+                        await watch.changed.wait()
                 except TimeoutError:
                     pass
-                watch.changed.clear()
+                if watch.changed.is_set():
+                    watch.changed.clear()
+                    # SQLite writes a commit's frames to the WAL (the watch sees that) before it
+                    # publishes them in the shared-memory index (no watch sees that): a look made
+                    # in between misses the commit. Look again shortly after the last change.
+                    rechecks = [0.002, 0.02, 0.2]
                 changed = await loop.run_in_executor(feed, look)
                 if changed is not None:
                     yield changed
@@ -229,6 +238,7 @@ class SQLiteStorage:
             feed.shutdown(wait=False)
 
     async def close(self) -> None:
+        await self._group.drain()  # appends already submitted commit (and return) first
         await self._writer.stop()
         self._readers.shutdown(wait=True)
         for conn in self._reader_conns:

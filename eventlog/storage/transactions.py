@@ -121,6 +121,8 @@ class _Batch:
         self.rows: list[tuple[str, str, str, float]] = []
         self.keys: dict[tuple[str, str], tuple[str, list[int] | _Rows]] = {}
         self.new_keys: list[tuple[str, str, str, list[int]]] = []
+        self.end_rows: dict[str, _Rows] = {}
+        """The end markers this batch writes, by run: a repeated end in the batch returns the same."""
 
     def state(self, run_id: str) -> _RunState | None:
         if run_id not in self.states:
@@ -181,12 +183,14 @@ class _Batch:
             state = self.states[run_id] = _new_state(self.now)
         if state.end_id is not None:
             if state.end_reason == request.reason:
-                return state.end_id
+                return self.end_rows.get(run_id, state.end_id)
             return RunEnded(run_id, state.end_reason, state.end_id)
         state.end_id = -1  # placeholder: the marker's id is known after the insert
         state.end_reason = request.reason
         state.ended_at = self.now
-        return _Rows(self.add_rows(state, run_id, [(END_EVENT, json.dumps({"reason": request.reason}, separators=(",", ":")))]))
+        marker = json.dumps({"reason": request.reason}, separators=(",", ":"))
+        rows = self.end_rows[run_id] = _Rows(self.add_rows(state, run_id, [(END_EVENT, marker)]))
+        return rows
 
     def insert_rows(self) -> int:
         """Insert the collected rows; returns the id of the first one."""
@@ -258,6 +262,11 @@ def _apply(
         state.last_id = event_id
         if name == END_EVENT:
             state.end_id = event_id
+    for index, outcome in enumerate(outcomes):
+        if isinstance(outcome, RunEnded) and outcome.end_id == -1:  # the run ended in this batch
+            ended = batch.states[outcome.run_id]
+            assert ended is not None and ended.end_id is not None
+            outcomes[index] = RunEnded(outcome.run_id, outcome.reason, ended.end_id)
 
     _save_runs(conn, batch)
     if batch.new_keys:

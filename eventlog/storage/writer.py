@@ -13,6 +13,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -46,10 +47,16 @@ class WriterThread:
         await self.call(lambda conn: None)  # surfaces connect() errors to the opener
 
     def submit(self, job: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((job, future, loop))
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.post(job, partial(_settle, future))
         return future
+
+    def post(
+        self, job: Callable[[sqlite3.Connection], T], on_done: Callable[[T | None, BaseException | None], None]
+    ) -> None:
+        """Run ``job``, then call ``on_done(result, error)`` on the caller's event loop: one hop
+        back to the loop, where a future plus a done-callback would take two iterations."""
+        self._jobs.put((job, on_done, asyncio.get_running_loop()))
 
     async def call(self, job: Callable[[sqlite3.Connection], T]) -> T:
         return await self.submit(job)
@@ -68,19 +75,19 @@ class WriterThread:
             return
         try:
             while (item := self._jobs.get()) is not _STOP:
-                job, future, loop = item
+                job, on_done, loop = item
                 try:
                     result, error = job(self._conn), None
                 except BaseException as exc:
                     result, error = None, exc
-                loop.call_soon_threadsafe(_settle, future, result, error)
+                loop.call_soon_threadsafe(on_done, result, error)
         finally:
             self._conn.close()
 
     def _drain_with(self, error: BaseException) -> None:
         while (item := self._jobs.get()) is not _STOP:
-            _, future, loop = item
-            loop.call_soon_threadsafe(_settle, future, None, error)
+            _, on_done, loop = item
+            loop.call_soon_threadsafe(on_done, None, error)
 
 
 class GroupCommit(Generic[Request, Result, Notice]):
@@ -107,6 +114,7 @@ class GroupCommit(Generic[Request, Result, Notice]):
         self._max_batch = max_batch
         self._pending: list[tuple[Request, asyncio.Future[Result]]] = []
         self._busy = False
+        self._drained: list[asyncio.Future[None]] = []
 
     async def submit(self, request: Request) -> Result:
         loop = asyncio.get_running_loop()
@@ -122,17 +130,20 @@ class GroupCommit(Generic[Request, Result, Notice]):
     def _flush(self) -> None:
         batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
         requests = [request for request, _ in batch]
-        done = self._writer.submit(lambda conn: self._apply_batch(conn, requests))
-        done.add_done_callback(lambda outcome: self._finish(batch, outcome))
+        self._writer.post(
+            lambda conn: self._apply_batch(conn, requests),
+            lambda outcome, error: self._finish(batch, outcome, error),
+        )
 
     def _finish(
         self,
         batch: list[tuple[Request, asyncio.Future[Result]]],
-        outcome: asyncio.Future[tuple[list[Result | BaseException], Notice]],
+        outcome: tuple[list[Result | BaseException], Notice] | None,
+        error: BaseException | None,
     ) -> None:
-        error = outcome.exception()
         if error is None:
-            results, notice = outcome.result()
+            assert outcome is not None
+            results, notice = outcome
             self._on_commit(notice)
         else:
             results = [error] * len(batch)
@@ -147,3 +158,15 @@ class GroupCommit(Generic[Request, Result, Notice]):
             self._flush()
         else:
             self._busy = False
+            drained, self._drained = self._drained, []
+            for waiter in drained:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def drain(self) -> None:
+        """Return once every request submitted so far has committed (or failed): closing the
+        writer before that would leave their callers waiting forever."""
+        if self._busy:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._drained.append(waiter)
+            await waiter

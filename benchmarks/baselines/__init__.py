@@ -1,0 +1,1 @@
+"""Baselines the benchmarks measure eventlog against, in the same process and run."""

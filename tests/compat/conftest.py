@@ -1,0 +1,58 @@
+"""Fixtures of the stream-bridge conformance suite: real files in ``tmp_path``, nothing mocked.
+
+- ``bridge_path``: the database file the bridges of a test share.
+- ``make_bridge``: ``await make_bridge(**options)`` opens a ``SQLiteStreamBridge`` on
+  ``bridge_path`` (small retention and a short idle tick by default); closed at teardown.
+  Every test using it runs twice: publishes acknowledged once queued for the next group commit
+  (the default) and once committed (``durable_publish=True``); the contract holds in both.
+- ``bridge``: one such bridge with the defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventlog.compat.deerflow import SQLiteStreamBridge
+
+MAX_EVENTS = 8
+"""``max_events_per_run`` of the suite's bridges: small, so trimming is easy to provoke."""
+
+
+@pytest.fixture
+def bridge_path(tmp_path: Path) -> Path:
+    return tmp_path / "bridge.db"
+
+
+@pytest.fixture(params=["queued-ack", "durable-ack"])
+def durable_publish(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param == "durable-ack")
+
+
+@pytest.fixture
+async def make_bridge(
+    bridge_path: Path, durable_publish: bool
+) -> AsyncIterator[Callable[..., Awaitable[SQLiteStreamBridge]]]:
+    opened: list[SQLiteStreamBridge] = []
+
+    async def _make(**options: Any) -> SQLiteStreamBridge:
+        options.setdefault("max_events_per_run", MAX_EVENTS)
+        options.setdefault("durable_publish", durable_publish)
+        options.setdefault("idle_tick", 0.05)
+        bridge = SQLiteStreamBridge(options.pop("path", bridge_path), **options)
+        opened.append(bridge)
+        return await bridge.open()
+
+    try:
+        yield _make
+    finally:
+        for bridge in reversed(opened):
+            await bridge.close()
+
+
+@pytest.fixture
+async def bridge(make_bridge: Callable[..., Awaitable[SQLiteStreamBridge]]) -> SQLiteStreamBridge:
+    return await make_bridge()

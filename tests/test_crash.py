@@ -1,0 +1,170 @@
+"""Crash safety: a child process appends from many tasks and is killed with SIGKILL at random
+moments, cycle after cycle, on the same file. Every write it acknowledged must survive, intact,
+in order, exactly once; the file must pass ``PRAGMA integrity_check``; the runs' bookkeeping must
+match their rows; idempotency keys must make a retry of the interrupted request safe."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from eventlog import EventLog
+
+TASKS = 12
+
+
+def parse(path: Path) -> list[dict]:
+    lines = []
+    for raw in path.read_text().splitlines():
+        try:
+            lines.append(json.loads(raw))
+        except json.JSONDecodeError:
+            pass  # the line being written when the kill came
+    return lines
+
+
+def wait_for_ready(out: Path, proc: subprocess.Popen, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        if out.exists() and '"ready"' in out.read_text():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.005)
+    return False
+
+
+def check_file(db: Path) -> None:
+    """Raw SQL checks on the file, before any eventlog code touches it again."""
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows = conn.execute(
+            "SELECT r.run_id, r.event_count, r.total_bytes, r.last_id, r.end_id, "
+            "  (SELECT count(*) FROM events e WHERE e.run_id = r.run_id AND e.event != 'end'), "
+            "  (SELECT coalesce(sum(length(CAST(data AS BLOB))), 0) FROM events e "
+            "     WHERE e.run_id = r.run_id AND e.event != 'end'), "
+            "  (SELECT max(id) FROM events e WHERE e.run_id = r.run_id), "
+            "  (SELECT id FROM events e WHERE e.run_id = r.run_id AND e.event = 'end') "
+            "FROM runs r"
+        ).fetchall()
+        for run_id, count, size, last_id, end_id, real_count, real_size, real_last, real_end in rows:
+            assert (count, size, last_id, end_id) == (real_count, real_size, real_last or 0, real_end), run_id
+        orphans = conn.execute("SELECT count(*) FROM events WHERE run_id NOT IN (SELECT run_id FROM runs)")
+        assert orphans.fetchone()[0] == 0
+        # Nothing after an end marker.
+        late = conn.execute(
+            "SELECT count(*) FROM events e JOIN runs r USING (run_id) WHERE r.end_id IS NOT NULL AND e.id > r.end_id"
+        )
+        assert late.fetchone()[0] == 0
+    finally:
+        conn.close()
+
+
+async def verify_cycle(db: Path, cycle: int, lines: list[dict], floor: int) -> int:
+    """Check the acknowledged writes of one cycle; returns the newest id in the file."""
+    check_file(db)
+    acked = [line for line in lines if "ids" in line]
+    ends = [line for line in lines if "end" in line]
+    async with EventLog.open(db) as log:
+        by_run: dict[str, list] = {}
+        for run in {line["run"] for line in lines if "run" in line}:
+            by_run[run] = await log.read(run, limit=10_000)
+        stored = {e.id: e for events in by_run.values() for e in events}
+
+        for line in acked:
+            assert line["ids"], line
+            for k, eid in enumerate(line["ids"]):
+                event = stored.get(eid)
+                assert event is not None, f"cycle {cycle}: acknowledged id {eid} is missing ({line})"
+                assert event.run_id == line["run"]
+                assert (event.data["t"], event.data["i"], event.data["k"]) == (line["t"], line["i"], k)
+        for line in ends:
+            info = await log.run(line["run"])
+            assert info is not None and info.end_id == line["end"] and info.end_reason == line["reason"]
+            assert stored[line["end"]].event == "end"
+
+        for run, events in by_run.items():
+            ids = [e.id for e in events]
+            assert ids == sorted(set(ids)), f"ids of {run} not strictly increasing"
+            assert all(eid > floor for eid in ids), f"cycle {cycle} reused an id at or below {floor}"
+            seen: dict[int, list[tuple[int, int]]] = defaultdict(list)
+            for e in events:
+                if e.event != "end":
+                    seen[e.data["t"]].append((e.data["i"], e.data["k"]))
+            for t, steps in seen.items():
+                # Each task's writes appear once each, in the order it made them, with no holes
+                # (a task makes its next write only after the previous one was acknowledged).
+                assert steps == sorted(set(steps)), f"{run}: task {t} has repeats or reordering"
+                batches = sorted({i for i, _ in steps})
+                assert batches == list(range(batches[0], batches[0] + len(batches))), f"{run}: task {t} has a hole"
+
+        # The interrupted request of each keyed task, retried with its key, is written once.
+        intents = {}
+        for line in lines:
+            if "intent" in line:
+                intents[(line["run"], line["t"])] = line
+        for (run, t), intent in intents.items():
+            retried = await log.append_many(run, [tuple(e) for e in intent["events"]], idempotency_key=intent["intent"])
+            done = [line for line in acked if line.get("key") == intent["intent"] and line["run"] == run]
+            if done:
+                assert retried == done[0]["ids"]
+            events = await log.read(run, limit=10_000)
+            batches = [e.data["i"] for e in events if e.data["k"] == 0]
+            assert batches == list(range(len(batches))), f"{run}: a retried batch was written twice"
+        newest = max([floor, *(e.id for events in by_run.values() for e in events)])
+    check_file(db)
+    return newest
+
+
+def run_cycles(db: Path, tmp_path: Path, helper_script, cycles: int, tasks: int, seed: int) -> None:
+    rng = random.Random(seed)
+    floor = 0
+    killed_early = 0
+    for cycle in range(cycles):
+        out, err = tmp_path / f"out-{cycle}.jsonl", tmp_path / f"err-{cycle}.txt"
+        durability = "power" if cycle % 4 == 3 else "process"
+        with out.open("w") as stdout, err.open("w") as stderr:
+            proc = subprocess.Popen(
+                [*helper_script("crash_writer"), str(db), str(cycle), str(tasks), durability],
+                stdout=stdout,
+                stderr=stderr,
+            )
+        try:
+            if cycle % 5 == 4:
+                # Now and then, a kill during start-up (opening, migrating, the first writes).
+                time.sleep(rng.uniform(0.0, 0.4))
+            else:
+                assert wait_for_ready(out, proc, time.monotonic() + 30), err.read_text()
+                time.sleep(rng.uniform(0.05, 0.5))
+            assert proc.poll() is None, f"the writer died on its own: {err.read_text()}"
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        lines = parse(out)
+        if not any("ids" in line for line in lines):
+            killed_early += 1
+        assert "database is locked" not in err.read_text()
+        floor = asyncio.run(verify_cycle(db, cycle, lines, floor))
+    assert killed_early < cycles, "no cycle got as far as acknowledging a write"
+
+
+def test_sigkill_cycles(tmp_path: Path, helper_script) -> None:
+    run_cycles(tmp_path / "crash.db", tmp_path, helper_script, cycles=8, tasks=TASKS, seed=8)
+
+
+@pytest.mark.torture
+@pytest.mark.timeout(0)
+def test_sigkill_torture(tmp_path: Path, helper_script) -> None:
+    cycles = int(os.environ.get("EVENTLOG_TORTURE_CYCLES", "60"))
+    run_cycles(tmp_path / "torture.db", tmp_path, helper_script, cycles=cycles, tasks=32, seed=int(time.time()))
