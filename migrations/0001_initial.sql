@@ -19,8 +19,8 @@ CREATE TABLE runs (
     run_id          TEXT    PRIMARY KEY,
     created_at      REAL    NOT NULL,
     metadata        TEXT    NOT NULL DEFAULT '{}',
-    event_count     INTEGER NOT NULL DEFAULT 0,  -- retained rows, end marker included
-    total_bytes     INTEGER NOT NULL DEFAULT 0,  -- UTF-8 bytes of the retained rows' data
+    event_count     INTEGER NOT NULL DEFAULT 0,  -- retained events, the end marker not counted
+    total_bytes     INTEGER NOT NULL DEFAULT 0,  -- UTF-8 bytes of those events' data
     last_id         INTEGER NOT NULL DEFAULT 0,  -- newest event id, end marker included
     trimmed_through INTEGER NOT NULL DEFAULT 0,  -- retention removed every id at or below this
     end_id          INTEGER,                     -- id of the end marker row

@@ -261,3 +261,11 @@ async def test_database_full_with_concurrent_appends(open_log, db_path, check_in
         assert [e.data["i"] for e in stored] == sorted({e.data["i"] for e in stored})
     await log.close()
     assert check_integrity(db_path) == "ok"
+
+
+async def test_an_event_must_be_a_pair_not_a_two_character_string(log) -> None:
+    from eventlog import InvalidInput
+
+    with pytest.raises(InvalidInput):
+        await log.append_many("run-pairs", ["xy"])
+    assert await log.run("run-pairs") is None

@@ -108,11 +108,11 @@ async def test_heartbeats_while_idle(log: EventLog) -> None:
 
 async def test_no_heartbeat_while_events_flow(log: EventLog, collect) -> None:
     await log.append("run", "x", 0)
-    async with aclosing(log.subscribe("run", after=None, heartbeat=0.5)) as sub:
+    async with aclosing(log.subscribe("run", after=None, heartbeat=2.0)) as sub:
         await collect(sub, 1)
         for i in range(10):
             await log.append("run", "x", i + 1)
-            (item,) = await collect(sub, 1, timeout=0.45)
+            (item,) = await collect(sub, 1, timeout=1.9)
             assert isinstance(item, Event) and item.data == i + 1
 
 

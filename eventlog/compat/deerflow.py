@@ -37,7 +37,9 @@ Choices worth knowing (the contract leaves them open):
   once committed, at a cost in throughput (see benchmarks/bridge.py). Either way ``publish``
   waits for the disk at most when ``max_pending`` events are not committed yet, never for
   consumers. A bad run id or event name raises at once; a storage failure of a queued event
-  (a full disk) is logged, since its publisher has moved on.
+  (a full disk) is logged, since its publisher has moved on. A queued event's data is encoded
+  when it is handed to the log (normally on the next turn of the event loop), so do not mutate
+  it after publishing (the in-memory bridge, which keeps the object itself, has the same rule).
 
 - **Event ids** are the log's integer ids as strings: increasing within a run, unique in the file,
   stable across restarts. They are not ``"<ms>-<seq>"``; a cursor in any other form (one from the
@@ -66,8 +68,8 @@ Choices worth knowing (the contract leaves them open):
   ended runs are also deleted by the janitor ``ended_ttl`` seconds after their end (default one day,
   like the Redis bridge's key TTL; ``None`` keeps them).
 - **close()** commits what was published (waiting up to ``close_timeout``), then closes the log.
-  Open subscriptions stop without END at their next wake-up, at most ``idle_tick`` seconds later,
-  so a shutting-down gateway never hangs on them; clients reconnect elsewhere with their cursor.
+  Open subscriptions stop at once, without END, so a shutting-down gateway never hangs on them;
+  clients reconnect elsewhere with their cursor.
 - **Run ids** follow eventlog's rule (1-128 of ``A-Z a-z 0-9 . _ : -``; UUIDs fit); another id
   raises ``InvalidRunId`` from ``publish`` and ``subscribe``, and reads as absent in
   ``stream_exists``.
@@ -210,7 +212,6 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
     ``durability``: ``"process"`` survives a crash of the process, ``"power"`` a power loss too.
     ``retention_interval``: seconds between retention passes. ``poll_interval``: the fallback
     bound on cross-process wake-up delay where file-change notification is unavailable.
-    ``idle_tick``: how often an idle subscription checks whether the bridge was closed.
     ``close_timeout``: how long ``close`` waits for pending events to be committed.
     """
 
@@ -227,7 +228,6 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
         durability: Durability = "process",
         retention_interval: float = 1.0,
         poll_interval: float = 1.0,
-        idle_tick: float = 1.0,
         close_timeout: float = 10.0,
     ) -> None:
         if not isinstance(max_events_per_run, int) or max_events_per_run < 1:
@@ -236,8 +236,8 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
             raise ValueError("max_pending must be a positive integer")
         if ended_ttl is not None and ended_ttl <= 0:
             raise ValueError("ended_ttl must be positive or None")
-        if idle_tick <= 0 or retention_interval <= 0 or poll_interval <= 0:
-            raise ValueError("idle_tick, retention_interval and poll_interval must be positive")
+        if retention_interval <= 0 or poll_interval <= 0:
+            raise ValueError("retention_interval and poll_interval must be positive")
         self.db_path = Path(db_path)
         self.max_events_per_run = max_events_per_run
         self.durable_publish = durable_publish
@@ -246,7 +246,6 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
         self._durability = durability
         self._retention_interval = retention_interval
         self._poll_interval = poll_interval
-        self._idle_tick = idle_tick
         self._close_timeout = close_timeout
         self._log: EventLog | None = None
         self._opening: asyncio.Lock | None = None
@@ -310,8 +309,7 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
 
     async def close(self) -> None:
         """Commit what was published (waiting up to ``close_timeout``), then close the file.
-        Later calls raise LogClosed; open subscriptions stop (without END) within
-        ``idle_tick`` seconds."""
+        Later calls raise LogClosed; open subscriptions stop at once, without END."""
         if self._closed:
             return
         self._closed = True
@@ -514,22 +512,14 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
             raise ValueError("heartbeat_interval must be positive")
         log = self._log or await self._ready()
         after = await self._resolve_cursor(log, run_id, last_event_id)
-        loop = asyncio.get_running_loop()
-        tick = min(heartbeat_interval, self._idle_tick)
-        items = log.subscribe(run_id, after=after, heartbeat=tick, on_gap="stop")
-        quiet_since = loop.time()
+        items = log.subscribe(run_id, after=after, heartbeat=heartbeat_interval, on_gap="stop")
         try:
             async for item in items:
-                if self._closed:
-                    return
                 kind = type(item)
                 if kind is Event:
                     yield StreamEvent(id=str(item.id), event=_published_name(item.event), data=item.data)
-                    quiet_since = loop.time()
                 elif kind is Heartbeat:
-                    if loop.time() - quiet_since >= heartbeat_interval - 0.001:
-                        yield HEARTBEAT_SENTINEL
-                        quiet_since = loop.time()
+                    yield HEARTBEAT_SENTINEL
                 elif kind is End:
                     yield END_SENTINEL
                     return
@@ -542,7 +532,7 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
                     return
         except Exception:
             if self._closed:
-                return  # the file was closed under a waiting subscription: just stop
+                return  # close() woke it up (LogClosed): just stop, without END
             raise
         finally:
             with contextlib.suppress(Exception):

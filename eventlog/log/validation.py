@@ -69,10 +69,9 @@ def encode_events(events: Sequence[tuple[str, Any]]) -> list[tuple[str, str]]:
         raise InvalidInput("at least one event is required")
     encoded = []
     for item in events:
-        try:
-            name, data = item
-        except (TypeError, ValueError):
-            raise InvalidInput(f"each event must be a (name, data) pair (got {item!r:.150})") from None
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise InvalidInput(f"each event must be a (name, data) pair (got {item!r:.150})")
+        name, data = item
         encoded.append((check_event_name(name), encode_json(data)))
     return encoded
 

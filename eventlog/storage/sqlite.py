@@ -28,6 +28,7 @@ from eventlog.storage.base import (
     WriteRequest,
     WriteResult,
 )
+from eventlog.storage.checkpoint import FALLBACK_PAGES, Checkpointer
 from eventlog.storage.connection import connect
 from eventlog.storage.file_watch import FileWatch
 from eventlog.storage.migrations import migrate
@@ -67,6 +68,7 @@ class SQLiteStorage:
         )
         self._writer = WriterThread(self._open_writer)
         self._group = GroupCommit(self._writer, transactions.apply_writes, self._notify, max_batch)
+        self._checkpointer = Checkpointer(partial(self._connect, writer=False))
         self._listeners: list[CommitListener] = []
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="eventlog-reader")
         self._local = threading.local()
@@ -77,6 +79,7 @@ class SQLiteStorage:
         conn = self._connect(writer=True)
         try:
             migrate(conn)
+            conn.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_PAGES}")  # see checkpoint.py
         except BaseException:
             conn.close()
             raise
@@ -85,6 +88,7 @@ class SQLiteStorage:
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         await self._writer.start()
+        self._checkpointer.start()
 
     # --- writes ----------------------------------------------------------------------------
 
@@ -95,6 +99,7 @@ class SQLiteStorage:
         self._listeners.append(listener)
 
     def _notify(self, committed: list[Committed]) -> None:
+        self._checkpointer.poke()
         for listener in self._listeners:
             listener(committed)
 
@@ -239,6 +244,7 @@ class SQLiteStorage:
 
     async def close(self) -> None:
         await self._group.drain()  # appends already submitted commit (and return) first
+        await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.stop)
         await self._writer.stop()
         self._readers.shutdown(wait=True)
         for conn in self._reader_conns:

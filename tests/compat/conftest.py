@@ -2,7 +2,7 @@
 
 - ``bridge_path``: the database file the bridges of a test share.
 - ``make_bridge``: ``await make_bridge(**options)`` opens a ``SQLiteStreamBridge`` on
-  ``bridge_path`` (small retention and a short idle tick by default); closed at teardown.
+  ``bridge_path`` (small retention by default); closed at teardown.
   Every test using it runs twice: publishes acknowledged once queued for the next group commit
   (the default) and once committed (``durable_publish=True``); the contract holds in both.
 - ``bridge``: one such bridge with the defaults.
@@ -41,7 +41,6 @@ async def make_bridge(
     async def _make(**options: Any) -> SQLiteStreamBridge:
         options.setdefault("max_events_per_run", MAX_EVENTS)
         options.setdefault("durable_publish", durable_publish)
-        options.setdefault("idle_tick", 0.05)
         bridge = SQLiteStreamBridge(options.pop("path", bridge_path), **options)
         opened.append(bridge)
         return await bridge.open()

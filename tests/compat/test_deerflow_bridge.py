@@ -55,6 +55,14 @@ async def take(source: AsyncIterator[Any], n: int, timeout: float = 5.0) -> list
     return items
 
 
+async def next_event(source: AsyncIterator[Any], timeout: float = 5.0) -> Any:
+    """The next item that is not a heartbeat."""
+    async with asyncio.timeout(timeout):
+        while (item := await anext(source)) is HEARTBEAT_SENTINEL:
+            pass
+    return item
+
+
 def events(items: list[Any]) -> list[Any]:
     return [item for item in items if isinstance(item, StreamEvent) and item.id != ""]
 
@@ -107,8 +115,7 @@ async def test_heartbeat_when_idle(bridge: SQLiteStreamBridge) -> None:
     assert idle is HEARTBEAT_SENTINEL  # by identity, as gateways compare it
 
     await bridge.publish("run-1", "values", {"n": 1})
-    nxt = [item for item in await take(sub, 3) if item is not HEARTBEAT_SENTINEL]
-    assert nxt and nxt[0].event == "values"
+    assert (await next_event(sub)).event == "values"
     await sub.aclose()
 
 
@@ -266,7 +273,7 @@ async def test_cleanup_then_stream_exists_is_false(bridge: SQLiteStreamBridge) -
     assert not await bridge.stream_exists("run-1")
 
     await publish_n(bridge, "run-2", 1)
-    delayed = asyncio.create_task(bridge.cleanup("run-2", delay=0.2))
+    delayed = asyncio.create_task(bridge.cleanup("run-2", delay=1.0))
     await asyncio.sleep(0.05)
     assert await bridge.stream_exists("run-2")  # not before the delay
     await asyncio.wait_for(delayed, 5)
@@ -291,8 +298,7 @@ async def test_runs_are_isolated(bridge: SQLiteStreamBridge) -> None:
     await bridge.cleanup("run-a")
     assert await bridge.stream_exists("run-b")
     await bridge.publish("run-b", "values", {"run": "b", "i": 6})
-    tail = [item for item in await take(b_sub, 2) if item is not HEARTBEAT_SENTINEL]
-    assert tail[0].data == {"run": "b", "i": 6}
+    assert (await next_event(b_sub)).data == {"run": "b", "i": 6}
     await b_sub.aclose()
 
 
