@@ -244,7 +244,7 @@ class SQLiteStorage:
 
     async def close(self) -> None:
         await self._group.drain()  # appends already submitted commit (and return) first
-        await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.stop)
+        self._checkpointer.stop()
         await self._writer.stop()
         self._readers.shutdown(wait=True)
         for conn in self._reader_conns:

@@ -62,10 +62,12 @@ class WriterThread:
         return await self.submit(job)
 
     async def stop(self) -> None:
-        """Finish the queued jobs, close the connection and end the thread."""
+        """Finish the queued jobs, close the connection and end the thread. The thread reports
+        its own end, so no executor thread is needed to wait for it."""
         if self._thread.is_alive():
-            self._jobs.put(_STOP)
-            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+            stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.post(_STOP, partial(_settle, stopped))  # type: ignore[arg-type]
+            await stopped
 
     def _serve(self) -> None:
         try:
@@ -74,7 +76,7 @@ class WriterThread:
             self._drain_with(exc)
             return
         try:
-            while (item := self._jobs.get()) is not _STOP:
+            while (item := self._jobs.get())[0] is not _STOP:
                 job, on_done, loop = item
                 try:
                     result, error = job(self._conn), None
@@ -83,11 +85,15 @@ class WriterThread:
                 loop.call_soon_threadsafe(on_done, result, error)
         finally:
             self._conn.close()
+        _, on_done, loop = item
+        loop.call_soon_threadsafe(on_done, None, None)
 
     def _drain_with(self, error: BaseException) -> None:
-        while (item := self._jobs.get()) is not _STOP:
+        while (item := self._jobs.get())[0] is not _STOP:
             _, on_done, loop = item
             loop.call_soon_threadsafe(on_done, None, error)
+        _, on_done, loop = item
+        loop.call_soon_threadsafe(on_done, None, None)
 
 
 class GroupCommit(Generic[Request, Result, Notice]):

@@ -344,12 +344,20 @@ async def test_data_that_is_not_json_is_stored_as_text(bridge: SQLiteStreamBridg
         def __str__(self) -> str:
             return "opaque"
 
+    circular: list[Any] = []
+    circular.append(circular)
+    await bridge.publish("run-1", "custom", {"i": 0})
     await bridge.publish("run-1", "custom", {"value": Opaque(), "nan": float("nan")})
+    await bridge.publish("run-1", "custom", {"text": "lone \ud800 surrogate"})
+    await bridge.publish("run-1", "custom", circular)
+    await bridge.publish("run-1", "custom", {"i": 4})  # the same write batch: unharmed
     await bridge.publish_end("run-1")
     await bridge.publish("run-1", "custom", {"late": True})  # after the end: dropped, no error
 
     items = await drain(bridge.subscribe("run-1"))
-    assert [e.data for e in items[:-1]] == [{"value": "opaque", "nan": None}]
+    assert [e.data for e in items[:-1]] == [
+        {"i": 0}, {"value": "opaque", "nan": None}, {"text": "lone ? surrogate"}, "[[...]]", {"i": 4}
+    ]
 
 
 async def test_close_stops_waiting_subscribers(bridge: SQLiteStreamBridge) -> None:

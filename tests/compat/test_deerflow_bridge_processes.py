@@ -1,4 +1,5 @@
-"""What the in-memory bridge cannot do: survive a restart, and serve several worker processes.
+"""What the in-memory bridge cannot do: survive a restart (clean, or ``kill -9`` of the producer
+after ``publish_end``), and serve several worker processes.
 
 Plus the gateway integration point: with the gateway's own package importable, the bridge yields
 the gateway's very item classes and sentinels. Each child is a real ``python`` process.
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from eventlog.compat.deerflow import END_SENTINEL, HEARTBEAT_SENTINEL, SQLiteStreamBridge
+from eventlog.compat.deerflow import END_SENTINEL, HEARTBEAT_SENTINEL, SQLiteStreamBridge, make_stream_bridge
 
 from .test_deerflow_bridge import drain, events, publish_n, take
 
@@ -87,6 +88,42 @@ async def test_a_publish_in_another_process_wakes_a_subscriber(
 
     assert items[-1] is END_SENTINEL
     assert [e.data for e in items[:-1]] == [{"from": "child", "i": i} for i in range(3)]
+
+
+KILLED_PUBLISHER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from eventlog.compat.deerflow import SQLiteStreamBridge
+
+    async def main(path):
+        bridge = SQLiteStreamBridge(path)  # the default: publishes acknowledged once queued
+        for i in range(200):
+            await bridge.publish("run-1", "messages", {"i": i})
+        await bridge.publish_end("run-1")
+        print("ended", flush=True)
+        await asyncio.sleep(60)
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+async def test_kill_9_after_publish_end_loses_nothing_of_the_run(bridge_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", KILLED_PUBLISHER, str(bridge_path), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(CHILD_TIMEOUT):
+            assert await proc.stdout.readline() == b"ended\n"
+    finally:
+        proc.kill()  # SIGKILL: no close(), no flush
+        await proc.wait()
+
+    async with make_stream_bridge(bridge_path) as bridge:
+        items = await drain(bridge.subscribe("run-1"))
+    assert items[-1] is END_SENTINEL
+    assert [e.data["i"] for e in items[:-1]] == list(range(200))
 
 
 GATEWAY_BASE = textwrap.dedent(
