@@ -30,8 +30,19 @@ Memory per idle stream: on a fresh server after a short warm-up, the server's ``
 ``/proc/PID/status``) before and two seconds after opening ``--idle-streams`` streams that
 receive nothing, divided by their number.
 
-The CPU columns are the share of one core each side used during the producing window (server
-process; subscriber processes together). On a 2-core machine a server at ~100 % is saturated.
+Details table, per configuration and server: ``delivered`` (latency samples / events sent x N),
+the producer's achieved ``rate`` and POST round-trip p50/p99, the share of one core used during
+the producing window by the server (``srv CPU``; ~100 %: its event loop is saturated), by the
+subscriber processes together (``subs CPU``) and by every *other* process on the machine
+(``others``, from /proc/stat: a shared machine makes every latency figure noisy), and
+``us/chunk``: server CPU time per chunk written to a subscriber (over the whole configuration),
+the fan-out cost that decides how many subscribers one process can serve; ``ev/chunk`` is how
+many events a chunk carried on average (above 1 when the server fell behind and batched).
+
+Processes: servers get SIGTERM if this driver dies (PR_SET_PDEATHSIG), subscriber processes exit
+when their stdin closes; SIGTERM/Ctrl-C of the driver stops everything it started. The soft
+``RLIMIT_NOFILE`` is raised (up to the hard limit) before the children are started; uvicorn's
+default backlog (2048) covers 1,000 connections, which the subscribers open in waves of 100.
 """
 
 from __future__ import annotations
@@ -168,6 +179,7 @@ class Subscriber(asyncio.Protocol):
             pos = start + size + 2
         self.buf = buf[pos:]
         if parts:
+            self.chunks += len(parts)
             self.on_sse(parts[0] if len(parts) == 1 else b"".join(parts), now)
 
     def on_sse(self, data: bytes, now: float) -> None:
@@ -178,7 +190,6 @@ class Subscriber(asyncio.Protocol):
             return
         block, self.sse = sse[: cut + 2], sse[cut + 2 :]
         group = self.group
-        self.chunks += 1
         if not self.ready and b"retry:" in block:
             self.ready = True
             group.ready += 1
@@ -253,18 +264,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn's worker processes with ``--workers``)."""
+    pids, i = [pid], 0
+    while i < len(pids):
+        try:
+            for task in os.listdir(f"/proc/{pids[i]}/task"):
+                with open(f"/proc/{pids[i]}/task/{task}/children") as f:
+                    pids.extend(int(child) for child in f.read().split())
+        except OSError:
+            pass
+        i += 1
+    return pids
+
+
 def vmrss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    """Resident memory of the server: the process and its children, in KiB."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return total
 
 
 def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time (user + system) used so far by the server process and its children."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def machine_cpu() -> float:
@@ -283,14 +319,26 @@ def own_cpu() -> float:
 class Http:
     """Minimal keep-alive HTTP/1.1 client for the producer (raw asyncio streams)."""
 
+    IDLE_MAX = 3.0
+    """Connections idle longer than this are dropped, not reused: uvicorn closes idle keep-alive
+    connections after 5 s, and a POST written into one being closed would fail."""
+
     def __init__(self, port: int) -> None:
         self.port = port
-        self.pool: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.pool: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        now = time.monotonic()
+        while self.pool:  # round robin, so that every pooled connection stays in use
+            reader, writer, used = self.pool.pop(0)
+            if now - used < self.IDLE_MAX and not reader.at_eof():
+                return reader, writer
+            writer.close()
+        return await asyncio.open_connection("127.0.0.1", self.port)
 
     async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes, float]:
         """Returns status, body and the time.time() at which the request started being written."""
-        conn = self.pool.pop() if self.pool else await asyncio.open_connection("127.0.0.1", self.port)
-        reader, writer = conn
+        reader, writer = await self._connection()
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -304,15 +352,15 @@ class Http:
             if line[:15].lower() == b"content-length:":
                 length = int(line[15:])
         payload = await reader.readexactly(length)
-        self.pool.append(conn)
+        self.pool.append((reader, writer, time.monotonic()))
         return status, payload, started
 
     async def open(self, count: int) -> None:
         for _ in range(count):
-            self.pool.append(await asyncio.open_connection("127.0.0.1", self.port))
+            self.pool.append((*await asyncio.open_connection("127.0.0.1", self.port), time.monotonic()))
 
     async def close(self) -> None:
-        for _, writer in self.pool:
+        for _, writer, _ in self.pool:
             writer.close()
         self.pool.clear()
 
@@ -328,6 +376,7 @@ async def post_event(http: Http, run_id: str, data: object) -> None:
 class Produced:
     sent: int = 0
     failed: int = 0
+    errors: list[str] = field(default_factory=list)
     post_latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -345,14 +394,16 @@ async def produce(http: Http, run_id: str, rate: float, seconds: float, *, measu
             data = {"t": t, "i": i} if measured else {"w": t}
             body = json.dumps({"event": "updates", "data": data}, separators=(",", ":")).encode()
             try:
-                status, _, _ = await http.request("POST", path, body)
-            except Exception:
-                status = 0
+                status, payload, _ = await http.request("POST", path, body)
+            except Exception as exc:
+                status, payload = 0, repr(exc).encode()
             if status == 201:
                 result.sent += 1
                 result.post_latencies.append(time.time() - t)
             else:
                 result.failed += 1
+                if len(result.errors) < 3:
+                    result.errors.append(f"{status} {payload[:200]!r}")
 
     loop = asyncio.get_running_loop()
     total = int(rate * seconds)
@@ -466,7 +517,7 @@ def _die_with_parent() -> None:
 
 
 class Server:
-    def __init__(self, kind: str, tmp: Path, heartbeat: float) -> None:
+    def __init__(self, kind: str, tmp: Path, heartbeat: float, workers: int = 1) -> None:
         self.kind = kind
         self.port = free_port()
         self.log_path = tmp / f"{kind}.log"
@@ -474,6 +525,8 @@ class Server:
         if kind == "eventlog":
             db = tmp / "eventlog.db"
             cmd = [sys.executable, "-m", "eventlog", "serve", "--db", str(db), "--host", "127.0.0.1", "--port", str(self.port)]
+            if workers > 1:
+                cmd += ["--workers", str(workers)]
         else:
             script = HERE / "baselines" / "memory_broadcast.py"
             cmd = [sys.executable, str(script), "--host", "127.0.0.1", "--port", str(self.port), "--heartbeat", str(heartbeat)]
@@ -518,10 +571,10 @@ async def run_config(server: Server, n: int, args: argparse.Namespace, tmp: Path
     run_id = f"bench-{n}-{uuid.uuid4().hex[:8]}"
     http = Http(server.port)
     await post_event(http, run_id, {"w": 0})  # creates the run (both servers) before anyone subscribes
-    await http.open(8)  # a producer holds keep-alive connections; more open if POSTs pile up
     clients = Clients(server.port, run_id, n, 1 if n < 100 else args.client_procs, tmp)
     try:
         await clients.start()
+        await http.open(8)  # a producer holds keep-alive connections; more open if POSTs pile up
         cpu_ready = cpu_seconds(server.pid)
         await produce(http, run_id, args.rate, 0.5, measured=False)  # warm-up, not measured
         cpu0, wall0, machine0, own0 = cpu_seconds(server.pid), time.monotonic(), machine_cpu(), own_cpu()
@@ -540,6 +593,8 @@ async def run_config(server: Server, n: int, args: argparse.Namespace, tmp: Path
     errors = [e for s in summaries for e in s["errors"]]
     if errors:
         print(f"  ! subscriber errors: {errors}", file=sys.stderr)
+    if produced.failed:
+        print(f"  ! {produced.failed} POSTs failed (not counted as sent): {produced.errors}", file=sys.stderr)
     wall = wall1 - wall0
     server_cpu, client_cpu = cpu1 - cpu0, sum(s["cpu"] for s in summaries)
     return ConfigResult(
@@ -547,7 +602,8 @@ async def run_config(server: Server, n: int, args: argparse.Namespace, tmp: Path
         p50=percentile(ordered, 50),
         p99=percentile(ordered, 99),
         samples=len(ordered),
-        delivered=f"{len(ordered)}/{produced.sent * n}" + ("" if complete else f" (min {low}/sub)"),
+        delivered=f"{len(ordered)}/{produced.sent * n}" + ("" if complete else f" (min {low}/sub)")
+        + (f" ({produced.failed} POSTs failed)" if produced.failed else ""),
         complete=complete,
         rate=produced.sent / produced.seconds if produced.seconds else 0.0,
         post_p50=percentile(posts, 50),
@@ -588,7 +644,7 @@ class ServerResult:
 
 async def bench_server(kind: str, args: argparse.Namespace, tmp: Path) -> ServerResult:
     result = ServerResult()
-    server = Server(kind, tmp, args.heartbeat)
+    server = Server(kind, tmp, args.heartbeat, args.eventlog_workers if kind == "eventlog" else 1)
     where = ""
     if kind == "eventlog":
         import importlib.util
@@ -668,6 +724,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--client-procs", type=int, default=2, help="subscriber processes for 100+ subscribers (default 2)")
     parser.add_argument("--servers", default="eventlog,baseline", help="which servers to measure (default eventlog,baseline)")
     parser.add_argument("--heartbeat", type=float, default=15.0, help="server heartbeat seconds (default 15)")
+    parser.add_argument("--eventlog-workers", type=int, default=1,
+                        help="serve eventlog with --workers N (default 1; CPU and RSS then cover all its processes)")
     parser.add_argument("--quick", action="store_true", help="3 s per configuration")
     args = parser.parse_args(argv)
     args.subscribers = [int(x) for x in args.subscribers.split(",") if x.strip()]
