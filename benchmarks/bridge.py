@@ -12,8 +12,8 @@ Both bridges run in this process, one after the other, on the same workload:
   in-memory.
 - **publish-to-subscriber latency**: the same number of runs, each with one live subscriber and a
   publisher that publishes on a fixed schedule, one event every ``--interval`` seconds; the time
-  from the ``publish`` call to the subscriber receiving the event, p50 / p99. Plus one idle run,
-  for the floor.
+  from the event's scheduled instant (a publisher still busy with its previous publish is late,
+  and that counts) to the subscriber receiving it, p50 / p99. Plus one idle run, for the floor.
 
 The payload is a LangGraph ``messages`` chunk of about 230 bytes. Two SQLite configurations run:
 ``SQLite`` is the bridge's default (a publish is acknowledged once queued for the next group
@@ -123,15 +123,11 @@ async def latency(factory: Factory, runs: int, events: int, interval: float) -> 
     gaps = 0
     try:
 
-        async def subscriber(run_id: str, ready: asyncio.Event) -> None:
+        async def subscriber(run_id: str) -> None:
             nonlocal gaps
-            sub = bridge.subscribe(run_id, heartbeat_interval=0.05)
-            first = True
-            async for item in sub:
+            # Gateways' default heartbeat: an idle subscriber costs (next to) nothing.
+            async for item in bridge.subscribe(run_id, heartbeat_interval=15.0):
                 now = time.perf_counter()
-                if first:
-                    ready.set()
-                    first = False
                 if item is END_SENTINEL:
                     return
                 if item is HEARTBEAT_SENTINEL:
@@ -141,22 +137,25 @@ async def latency(factory: Factory, runs: int, events: int, interval: float) -> 
                     return
                 samples.append(now - item.data[0]["sent"])
 
-        async def publisher(run: int) -> None:
+        async def publisher(run: int, start: float) -> None:
             run_id = f"run-{run}"
-            ready = asyncio.Event()
-            task = asyncio.create_task(subscriber(run_id, ready))
-            await ready.wait()  # subscribed (its first heartbeat arrived) before the first publish
             loop = asyncio.get_running_loop()
-            start = loop.time() + interval * (run / runs)  # spread the runs' publish instants
+            start += interval * (run / runs)  # spread the runs' publish instants
             for i in range(events):
-                # On a fixed schedule, so every bridge is offered the same load whatever
-                # its publish costs.
-                await asyncio.sleep(max(0.0, start + i * interval - loop.time()))
-                await bridge.publish(run_id, "messages", payload(run, i, time.perf_counter()))
+                # On a fixed schedule, so every bridge is offered the same load whatever its
+                # publish costs, and latency counts from the scheduled instant: a publisher
+                # that is late because its previous publish took long is charged for it.
+                due = start + i * interval
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                sent = time.perf_counter() - max(0.0, loop.time() - due)
+                await bridge.publish(run_id, "messages", payload(run, i, sent))
             await bridge.publish_end(run_id)
-            await task
 
-        await asyncio.gather(*(publisher(run) for run in range(runs)))
+        subscribers = [asyncio.create_task(subscriber(f"run-{run}")) for run in range(runs)]
+        await asyncio.sleep(0.5)  # every subscriber is waiting for its run before the first publish
+        start = asyncio.get_running_loop().time()
+        await asyncio.gather(*(publisher(run, start) for run in range(runs)))
+        await asyncio.gather(*subscribers)
     finally:
         await bridge.close()
     if gaps:

@@ -26,21 +26,20 @@ the gateway's ``StreamBridge``; otherwise equivalent classes of this module are 
 
 Choices worth knowing (the contract leaves them open):
 
-- **Acknowledgement.** By default ``publish`` returns once the event is queued for the log's next
-  group commit (write-behind): the run worker never waits for the disk, and events of many runs
-  share one transaction, which is what keeps publishing within reach of the in-memory bridge.
-  The event is committed about a millisecond later (subscribers only ever see committed events);
-  ``publish_end``, ``cleanup``, ``flush()`` and ``close()`` return only once everything published
-  before them is committed. So a crash of the process (``kill -9``) can lose the events published
-  in its last milliseconds, never anything before a ``publish_end`` or ``flush`` that returned;
-  a clean shutdown loses nothing. ``durable_publish=True`` makes every ``publish`` return only
-  once committed, at a cost in throughput (see benchmarks/bridge.py). Either way ``publish``
-  waits for the disk at most when ``max_pending`` events are not committed yet, never for
-  consumers. A bad run id or event name raises at once; a storage failure of a queued event
-  (a full disk) is logged, since its publisher has moved on. A queued event's data is encoded
-  when it is handed to the log (normally on the next turn of the event loop), so do not mutate
-  it after publishing (the in-memory bridge, which keeps the object itself, has the same rule).
-
+- **Acknowledgement.** By default ``publish`` returns once the event is committed, like every
+  eventlog append: an acknowledged event survives a crash of the process (``kill -9``).
+  Concurrent publishes of many runs share one transaction (group commit). ``durable_publish=False``
+  trades that for throughput (write-behind, see benchmarks/bridge.py): ``publish`` returns once
+  the event is queued for the log's next group commit, and the event is committed milliseconds
+  later (subscribers only ever see committed events); ``publish_end``, ``cleanup``, ``flush()``
+  and ``close()`` still return only once everything published before them is committed, so a
+  crash can lose the events published in its last milliseconds, never anything before a
+  ``publish_end`` or ``flush`` that returned. Either way ``publish`` waits for the disk at most
+  (when ``max_pending`` events are not committed yet), never for consumers. A bad run id or event
+  name raises at once; a storage failure of a queued event (a full disk) is logged, since its
+  publisher has moved on. A queued event's data is encoded when it is handed to the log
+  (normally on the next turn of the event loop), so do not mutate it after publishing (the
+  in-memory bridge, which keeps the object itself, has the same rule).
 - **Event ids** are the log's integer ids as strings: increasing within a run, unique in the file,
   stable across restarts. They are not ``"<ms>-<seq>"``; a cursor in any other form (one from the
   old in-memory bridge such as ``"1712345678901-5"``, ``"abc"``, ``"0"``), or a number that is not
@@ -53,7 +52,8 @@ Choices worth knowing (the contract leaves them open):
   back exactly the name that was published, while other eventlog readers of the same file (its
   HTTP endpoint) never mistake the frame for the stream's own end.
 - **Data** must be JSON. Like the Redis bridge, values JSON cannot hold are stored through
-  ``default=str`` (and NaN/Infinity as ``null``) with a warning, rather than failing the run.
+  ``default=str`` (NaN/Infinity as ``null``, lone surrogates as ``?``, a structure that cannot
+  be encoded at all as its ``str``) with a warning, rather than failing the publish or the run.
 - **Publishing to an ended run** is dropped with a warning (the in-memory bridge also stores it
   where no live subscriber can see it): a worker racing a cancellation must not crash on it.
 - **Retention**: each run keeps its newest ``max_events_per_run`` events; the end marker is not
@@ -88,14 +88,23 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
-from eventlog.errors import InvalidData, InvalidRunId, LogClosed, RunEnded
+from eventlog import (
+    End,
+    Event,
+    EventLog,
+    Gap,
+    Heartbeat,
+    InvalidData,
+    InvalidRunId,
+    LogClosed,
+    RetentionPolicy,
+    RunEnded,
+)
 from eventlog.log import validation
-from eventlog.log.eventlog import EventLog
 from eventlog.log.validation import RESERVED_EVENT_NAMES
-from eventlog.models import END_EVENT, End, Event, Gap, Heartbeat
-from eventlog.storage.base import Durability, RetentionPolicy
+from eventlog.models import END_EVENT
 
 logger = logging.getLogger(__name__)
 
@@ -163,8 +172,6 @@ _Base: type = _from_gateway("StreamBridge") or object
 # --- helpers ---------------------------------------------------------------------------------
 
 _ESCAPE = "~"
-_CHUNK = 2000
-"""Events handed to the log at a time by the write-behind flusher (see ``_flush_loop``)."""
 _CANONICAL_ID = re.compile(r"[1-9][0-9]{0,17}")  # a positive id that fits an SQLite integer
 
 
@@ -188,9 +195,13 @@ def _parse_cursor(last_event_id: object) -> int | None:
 
 
 def _jsonable(data: Any) -> Any:
-    """``data`` made JSON-safe the way the Redis bridge does it: ``default=str``, and NaN or
-    infinities (which JSON has not) as ``null``."""
-    return json.loads(json.dumps(data, default=str, ensure_ascii=False), parse_constant=lambda _: None)
+    """``data`` made JSON-safe the way the Redis bridge does it: ``default=str``; also NaN or
+    infinities (which JSON has not) as ``null``, and lone surrogates (which UTF-8 has not) as
+    ``?``."""
+    text = json.dumps(data, default=str, ensure_ascii=False)
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return json.loads(text, parse_constant=lambda _: None)
 
 
 # --- the bridge ------------------------------------------------------------------------------
@@ -204,9 +215,9 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
     one event loop; open one bridge per process and file (any number of processes may share it).
 
     ``max_events_per_run``: events retained per run (the in-memory bridge's ``queue_maxsize``).
-    ``durable_publish``: False (default) acknowledges a publish once it is queued for the next
-    group commit (a millisecond or so later; see "Acknowledgement" in the module docstring); True
-    returns from each publish only once its event is committed. ``max_pending``: events accepted
+    ``durable_publish``: True (default) returns from each publish only once its event is
+    committed; False acknowledges a publish once it is queued for the next group commit
+    (committed milliseconds later; see "Acknowledgement" in the module docstring). ``max_pending``: events accepted
     but not yet committed beyond which ``publish`` waits for the disk (never for consumers).
     ``ended_ttl``: seconds after its end at which a run is deleted even without ``cleanup``.
     ``durability``: ``"process"`` survives a crash of the process, ``"power"`` a power loss too.
@@ -222,10 +233,10 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
         db_path: str | os.PathLike[str],
         *,
         max_events_per_run: int = 256,
-        durable_publish: bool = False,
+        durable_publish: bool = True,
         max_pending: int = 10_000,
         ended_ttl: float | None = 86400.0,
-        durability: Durability = "process",
+        durability: Literal["process", "power"] = "process",
         retention_interval: float = 1.0,
         poll_interval: float = 1.0,
         close_timeout: float = 10.0,
@@ -250,16 +261,14 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
         self._log: EventLog | None = None
         self._opening: asyncio.Lock | None = None
         self._closed = False
-        # Write-behind state (durable_publish=False): events waiting for the next flush, by run,
-        # and each run's latest write in flight. Writes are submitted in publish order and the
-        # log commits in submission order, so a run's latest write completing means all its
-        # earlier ones have committed.
+        # Write-behind state (durable_publish=False): events not handed to the log yet, by
+        # run; each run's latest write task; the flusher task that hands the buffer over.
+        # Writes are submitted in publish order and the log commits in submission order, so a
+        # run's latest write completing means all its earlier ones have committed.
         self._buffer: dict[str, list[tuple[str, Any]]] = {}
         self._writes: dict[str, asyncio.Task[None]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._pending = 0  # published, not committed yet (buffered or being written)
-        self._writing = 0  # handed to the log, not committed yet
-        self._progress: asyncio.Event | None = None  # set when a write completes
         self._room: asyncio.Event | None = None
         self._names: set[str] = set()  # event names already validated
         # Calls that write directly (durable publishes, ends), which close() lets finish.
@@ -347,9 +356,9 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
     async def publish(self, run_id: str, event: str, data: Any) -> None:
         """Append one event to the run (created on first publish); never waits for consumers.
 
-        With ``durable_publish=False`` (default) it returns once the event is queued for the
-        next group commit, with ``True`` once it is committed. A bad run id or event name
-        raises at once; data JSON cannot hold is stored through ``str``."""
+        With ``durable_publish=True`` (default) it returns once the event is committed, with
+        ``False`` once it is queued for the next group commit. A bad run id or event name
+        raises at once; data JSON cannot hold is stored through ``str``, never raises."""
         log = self._log or await self._ready()
         if self._closed:
             raise LogClosed()
@@ -378,52 +387,30 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
         try:
             try:
                 await log.append(run_id, name, data)
-            except InvalidData as exc:
-                try:
-                    safe = _jsonable(data)
-                except (TypeError, ValueError, RecursionError):
-                    raise exc from None
-                _warn_not_json(run_id, name, data)
-                await log.append(run_id, name, safe)
+            except InvalidData:
+                await log.append(run_id, name, _json_safe(run_id, name, data))
         except RunEnded:
             logger.warning("stream bridge: run %s has ended; event %r dropped", run_id, _published_name(name))
         finally:
             self._done()
 
     async def _flush_loop(self) -> None:
-        """Hand buffered events to the log as soon as they are published, in chunks of at most
-        ``_CHUNK`` events (one append per run). The log's group commit puts everything handed to
-        it while a transaction is in flight into the next one; with at most two chunks' worth
-        handed over and not committed, the next chunk is encoded and queued while the writer
-        commits the current one, and room for publishers frees up chunk by chunk."""
+        """Hand the buffer to the log, one append per run, a round at a time: a round is
+        handed over while the previous one commits, and waits for that commit before the next
+        round goes. So every transaction carries at most about one append per run, holding all
+        the events the run published meanwhile (few, large appends keep the writer fast), and
+        the next round is encoded while the writer commits the current one."""
+        previous: list[asyncio.Task[None]] = []
         try:
             while self._buffer:
-                if self._writing >= 2 * _CHUNK:
-                    if self._progress is None:
-                        self._progress = asyncio.Event()
-                    self._progress.clear()
-                    await self._progress.wait()
-                    continue
-                for run_id, events in self._take_chunk():
-                    self._start_write(run_id, events)
-                await asyncio.sleep(0)  # let the writes submit, and publishers add to the buffer
+                buffer, self._buffer = self._buffer, {}
+                current = [self._start_write(run_id, events) for run_id, events in buffer.items()]
+                if previous:
+                    await asyncio.wait(previous)
+                previous = current
+                await asyncio.sleep(0)  # the round submits; publishers add to the buffer
         finally:
             self._flusher = None
-
-    def _take_chunk(self) -> list[tuple[str, list[tuple[str, Any]]]]:
-        chunk: list[tuple[str, list[tuple[str, Any]]]] = []
-        taken = 0
-        buffer = self._buffer
-        while buffer and taken < _CHUNK:
-            run_id = next(iter(buffer))
-            events = buffer.pop(run_id)
-            room = _CHUNK - taken
-            if len(events) > room:  # the rest waits, still first in line for this run
-                buffer[run_id] = events[room:]
-                events = events[:room]
-            chunk.append((run_id, events))
-            taken += len(events)
-        return chunk
 
     def _submit(self, run_id: str) -> None:
         """Hand the run's buffered events to the log now, ahead of the flusher."""
@@ -435,7 +422,6 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
         # Tasks start in creation order and submit before their first suspension, so the log
         # receives each run's events in publish order.
         write = asyncio.get_running_loop().create_task(self._write(run_id, events))
-        self._writing += len(events)
         self._writes[run_id] = write
         write.add_done_callback(partial(self._written, run_id))
         return write
@@ -457,10 +443,7 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
         except Exception:
             logger.exception("stream bridge: %d event(s) of run %s could not be stored", len(events), run_id)
         finally:
-            self._writing -= len(events)
             self._pending -= len(events)
-            if self._progress is not None:
-                self._progress.set()
             if self._room is not None and self._pending < self._max_pending:
                 self._room.set()
 
@@ -626,8 +609,8 @@ def _json_safe(run_id: str, name: str, data: Any) -> Any:
     _warn_not_json(run_id, name, data)
     try:
         return _jsonable(data)
-    except (TypeError, ValueError, RecursionError):
-        return str(data)
+    except (TypeError, ValueError, RecursionError):  # a circular structure, say
+        return _jsonable(str(data))
 
 
 @contextlib.asynccontextmanager

@@ -3,8 +3,8 @@
 - ``bridge_path``: the database file the bridges of a test share.
 - ``make_bridge``: ``await make_bridge(**options)`` opens a ``SQLiteStreamBridge`` on
   ``bridge_path`` (small retention by default); closed at teardown.
-  Every test using it runs twice: publishes acknowledged once queued for the next group commit
-  (the default) and once committed (``durable_publish=True``); the contract holds in both.
+  Every test using it runs twice: publishes acknowledged once committed (the default) and once
+  queued for the next group commit (``durable_publish=False``); the contract holds in both.
 - ``bridge``: one such bridge with the defaults.
 """
 
