@@ -1,17 +1,17 @@
-"""Wake-ups when another process writes the database file, without polling.
+"""Wake-ups when the database file is written, without polling.
 
-On Linux, inotify reports every write to the WAL (and to the main file at checkpoints); the event
-loop watches the inotify descriptor, so an idle process spends no CPU at all. Elsewhere, and as a
-safety net everywhere, a slow timer fires as well. A wake-up only says "look again": the change
-feed then asks the database what actually changed.
+On Linux, inotify reports every write to the WAL (and to the main file at checkpoints); the
+change feed's thread blocks in ``select`` on the inotify descriptor, so an idle process spends no
+CPU at all. Elsewhere only the caller's timeout (a slow fallback poll) ends a wait. A wake-up only
+says "look again": the change feed then asks the database what actually changed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import ctypes.util
 import os
+import select
 import struct
 import sys
 from pathlib import Path
@@ -26,25 +26,24 @@ _HEADER = struct.Struct("iIII")
 
 
 class FileWatch:
-    """An asyncio.Event set whenever a file beginning with ``path``'s name changes."""
+    """Blocking waits for changes to the files whose names begin with ``path``'s name."""
 
     def __init__(self, path: Path) -> None:
         self._directory = path.parent
         self._prefix = path.name.encode()
-        self.changed = asyncio.Event()
         self._fd: int | None = None
+        self._wake_read, self._wake_write = os.pipe()
 
     @property
     def active(self) -> bool:
-        """True when change events arrive (inotify), False when only the fallback timer runs."""
+        """True when change events arrive (inotify), False when only timeouts end a wait."""
         return self._fd is not None
 
     def start(self) -> None:
         if not sys.platform.startswith("linux"):
             return
-        libc_name = ctypes.util.find_library("c")
         try:
-            libc = ctypes.CDLL(libc_name, use_errno=True)
+            libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
             fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
         except (OSError, AttributeError):
             return
@@ -55,24 +54,34 @@ class FileWatch:
             os.close(fd)
             return
         self._fd = fd
-        asyncio.get_running_loop().add_reader(fd, self._on_readable)
 
-    def _on_readable(self) -> None:
+    def wait(self, timeout: float) -> bool:
+        """Block until the file changes (True), or ``timeout`` passes or ``interrupt`` is
+        called (False)."""
+        watched = [self._wake_read] if self._fd is None else [self._fd, self._wake_read]
+        readable, _, _ = select.select(watched, [], [], timeout)
+        return self._fd in readable and self._drain()
+
+    def interrupt(self) -> None:
+        """End the current (or next) ``wait`` at once; callable from any thread."""
+        os.write(self._wake_write, b"!")
+
+    def _drain(self) -> bool:
         assert self._fd is not None
         try:
             buffer = os.read(self._fd, 65536)
         except BlockingIOError:
-            return
-        offset = 0
+            return False
+        relevant, offset = False, 0
         while offset < len(buffer):
             _, _, _, length = _HEADER.unpack_from(buffer, offset)
             name = buffer[offset + _HEADER.size : offset + _HEADER.size + length].rstrip(b"\0")
             offset += _HEADER.size + length
-            if name.startswith(self._prefix):
-                self.changed.set()
+            relevant = relevant or name.startswith(self._prefix)
+        return relevant
 
     def close(self) -> None:
-        if self._fd is not None:
-            asyncio.get_running_loop().remove_reader(self._fd)
-            os.close(self._fd)
-            self._fd = None
+        for fd in (self._fd, self._wake_read, self._wake_write):
+            if fd is not None:
+                os.close(fd)
+        self._fd = None

@@ -28,9 +28,9 @@ from eventlog.storage.base import (
     WriteRequest,
     WriteResult,
 )
+from eventlog.storage.change_feed import ChangeFeed, LocalCommits
 from eventlog.storage.checkpoint import FALLBACK_PAGES, Checkpointer
 from eventlog.storage.connection import connect
-from eventlog.storage.file_watch import FileWatch
 from eventlog.storage.migrations import migrate
 from eventlog.storage.writer import GroupCommit, WriterThread
 
@@ -67,7 +67,8 @@ class SQLiteStorage:
             connect, path, durability=durability, busy_timeout=busy_timeout, max_page_count=max_page_count
         )
         self._writer = WriterThread(self._open_writer)
-        self._group = GroupCommit(self._writer, transactions.apply_writes, self._notify, max_batch)
+        self._local_commits = LocalCommits()
+        self._group = GroupCommit(self._writer, self._apply_writes, self._notify, max_batch)
         self._checkpointer = Checkpointer(partial(self._connect, writer=False))
         self._listeners: list[CommitListener] = []
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="eventlog-reader")
@@ -97,6 +98,17 @@ class SQLiteStorage:
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         self._listeners.append(listener)
+
+    def _apply_writes(
+        self, conn: sqlite3.Connection, requests: list[WriteRequest]
+    ) -> tuple[list[WriteResult | BaseException], list[Committed]]:
+        """On the writer thread: apply a batch, and note what it committed for the change feed
+        before the loop even hears of it."""
+        outcomes, committed = transactions.apply_writes(conn, requests)
+        for change in committed:
+            if change.events:
+                self._local_commits.record(change.run_id, change.events[-1].id)
+        return outcomes, committed
 
     def _notify(self, committed: list[Committed]) -> None:
         self._checkpointer.poke()
@@ -186,61 +198,20 @@ class SQLiteStorage:
     # --- change feed -----------------------------------------------------------------------
 
     async def changes(self) -> AsyncIterator[list[tuple[str, int]]]:
-        """Yield the runs whose newest id advanced since the last look, whoever wrote them.
-        The first (empty) yield comes once watching has begun.
-
-        Looks when the file watch fires (or the slow fallback timer does); ``PRAGMA
-        data_version`` on a connection of its own tells cheaply whether anything was committed
-        by another connection since, and ``runs_by_last_id`` finds what. Ids grow in commit order
-        across every process writing the file, so "last_id above the highest seen" misses nothing.
-        """
-        watch = FileWatch(self.path)
-        watch.start()
-        feed = ThreadPoolExecutor(1, thread_name_prefix="eventlog-changes")
-        conn = await asyncio.get_running_loop().run_in_executor(feed, partial(self._connect, writer=False))
-        seen = {"version": None, "last_id": None}
-
-        def look() -> list[tuple[str, int]] | None:
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
-            if version == seen["version"]:
-                return None
-            seen["version"] = version
-            if seen["last_id"] is None:
-                seen["last_id"] = conn.execute("SELECT coalesce(max(last_id), 0) FROM runs").fetchone()[0]
-                return None
-            changed = conn.execute(
-                "SELECT run_id, last_id FROM runs WHERE last_id > ? ORDER BY last_id", (seen["last_id"],)
-            ).fetchall()
-            if changed:
-                seen["last_id"] = changed[-1][1]
-            return changed
-
+        """Yield the runs other processes advanced (see ``change_feed``). The first (empty)
+        yield comes once watching has begun."""
         loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[list[tuple[str, int]] | BaseException] = asyncio.Queue()
+        feed = ChangeFeed(self.path, partial(self._connect, writer=False), self._local_commits, self._poll_interval)
+        feed.start(loop, queue.put_nowait)
         try:
-            await loop.run_in_executor(feed, look)
-            yield []  # watching from here on: every later commit will be reported
-            rechecks: list[float] = []
             while True:
-                # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives
-                # together with a file change, and close() would then wait a whole poll_interval.
-                try:
-                    async with asyncio.timeout(rechecks.pop(0) if rechecks else self._poll_interval):
-                        await watch.changed.wait()
-                except TimeoutError:
-                    pass
-                if watch.changed.is_set():
-                    watch.changed.clear()
-                    # SQLite writes a commit's frames to the WAL (the watch sees that) before it
-                    # publishes them in the shared-memory index (no watch sees that): a look made
-                    # in between misses the commit. Look again shortly after the last change.
-                    rechecks = [0.002, 0.02, 0.2]
-                changed = await loop.run_in_executor(feed, look)
-                if changed is not None:
-                    yield changed
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
         finally:
-            watch.close()
-            feed.submit(conn.close)
-            feed.shutdown(wait=False)
+            feed.stop()
 
     async def close(self) -> None:
         await self._group.drain()  # appends already submitted commit (and return) first

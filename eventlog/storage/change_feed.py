@@ -1,0 +1,115 @@
+"""The cross-process change feed of the SQLite backend, on a thread of its own.
+
+The thread waits on the file watch (or the slow fallback timer), then looks: ``PRAGMA
+data_version`` on its own connection says cheaply whether another connection committed since the
+last look, and ``runs_by_last_id`` says which runs advanced. Ids grow in commit order across every
+process writing the file, so "last_id above the highest seen" misses nothing.
+
+This process' own commits also write the WAL, and they are already announced on the loop by the
+writer. A run whose newest id is one this process' writer just committed needs no second word
+(ids are never reused, so equality proves it), so those are dropped here, on this thread: a busy
+producer costs the event loop nothing extra, and only other processes' commits reach it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+from eventlog.storage.file_watch import FileWatch
+
+Changes = list[tuple[str, int]]
+RECHECKS = (0.002, 0.02, 0.2)
+"""SQLite writes a commit's frames to the WAL (the watch sees that) before it publishes them in
+the shared-memory index (no watch sees that): a look made in between misses the commit, so the
+feed looks again this many seconds after the last change."""
+
+
+class LocalCommits:
+    """The newest id this process committed to each recently written run (bounded)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._last: OrderedDict[str, int] = OrderedDict()
+        self._size = size
+
+    def record(self, run_id: str, last_id: int) -> None:
+        """Called on the writer thread right after a commit."""
+        self._last[run_id] = last_id
+        self._last.move_to_end(run_id)
+        if len(self._last) > self._size:
+            self._last.popitem(last=False)
+
+    def explains(self, run_id: str, last_id: int) -> bool:
+        return self._last.get(run_id) == last_id
+
+
+class ChangeFeed:
+    def __init__(
+        self,
+        path: Path,
+        connect: Callable[[], sqlite3.Connection],
+        local: LocalCommits,
+        poll_interval: float,
+    ) -> None:
+        self._watch = FileWatch(path)
+        self._connect = connect
+        self._local = local
+        self._poll_interval = poll_interval
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="eventlog-changes", daemon=True)
+
+    def start(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[Changes | BaseException], None]) -> None:
+        """Begin watching; ``deliver`` gets, on ``loop``: an empty list once watching has begun,
+        then the changes of other processes (an empty list when something changed but no run
+        advanced, e.g. a run was created), or the exception that ended the feed."""
+        self._loop, self._deliver = loop, deliver
+        self._watch.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to end; it closes its connection and the watch itself."""
+        self._stopping.set()
+        self._watch.interrupt()
+
+    def _send(self, item: Changes | BaseException) -> None:
+        if not self._stopping.is_set():
+            self._loop.call_soon_threadsafe(self._deliver, item)
+
+    def _run(self) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as exc:
+            self._send(exc)
+            self._watch.close()
+            return
+        try:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            seen = conn.execute("SELECT coalesce(max(last_id), 0) FROM runs").fetchone()[0]
+            self._send([])  # watching from here on: every later commit will be reported
+            rechecks: list[float] = []
+            while not self._stopping.is_set():
+                if self._watch.wait(rechecks.pop(0) if rechecks else self._poll_interval):
+                    rechecks = list(RECHECKS)
+                if self._stopping.is_set():
+                    break
+                now = conn.execute("PRAGMA data_version").fetchone()[0]
+                if now == version:
+                    continue
+                version = now
+                changed = conn.execute(
+                    "SELECT run_id, last_id FROM runs WHERE last_id > ? ORDER BY last_id", (seen,)
+                ).fetchall()
+                if changed:
+                    seen = changed[-1][1]
+                foreign = [(run_id, last_id) for run_id, last_id in changed if not self._local.explains(run_id, last_id)]
+                if foreign or not changed:
+                    self._send(foreign)
+        except BaseException as exc:
+            self._send(exc)
+        finally:
+            conn.close()
+            self._watch.close()
