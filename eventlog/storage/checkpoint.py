@@ -53,8 +53,8 @@ class Checkpointer:
     def _run(self) -> None:
         try:
             conn = self._connect()
-        except sqlite3.Error:
-            return  # the writer's own autocheckpoint still bounds the WAL
+        except Exception:  # e.g. the file went away: the writer's autocheckpoint still bounds the WAL
+            return
         try:
             while True:
                 self._due.wait()
