@@ -154,3 +154,26 @@ def test_healthz_metrics_openapi(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.") and "/runs/{run_id}/stream" in spec["paths"]
     assert "AppendBody" in spec["components"]["schemas"]
+
+
+def test_cors_is_off_by_default(client: httpx.Client) -> None:
+    response = client.get("/runs", headers={"Origin": "http://elsewhere.test"})
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_cors_origin_allows_that_origin_only(tmp_path) -> None:
+    from tests.http.server import ServerProcess
+
+    server = ServerProcess(tmp_path / "cors.db", args=["--cors-origin", "http://app.test"]).start()
+    try:
+        preflight = httpx.options(
+            f"{server.url}/runs/r1/stream",
+            headers={"Origin": "http://app.test", "Access-Control-Request-Method": "GET",
+                     "Access-Control-Request-Headers": "Last-Event-ID"},
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "http://app.test"
+        other = httpx.get(f"{server.url}/runs", headers={"Origin": "http://evil.test"})
+        assert "access-control-allow-origin" not in other.headers
+    finally:
+        server.kill()
