@@ -344,3 +344,46 @@ async def test_no_lost_wakeup_with_a_second_connection(open_log, db_path, collec
             await _yield_randomly(rng)
         got = ids(await subscriber)
         assert got == produced, (iteration, got, produced)
+
+
+async def test_live_subscribers_share_the_tail_also_after_idle_heartbeats(log: EventLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Subscribers at the live edge take new events from the shared tail of committed events,
+    not from one query each per event; an idle spell (heartbeats, each followed by one re-read
+    of the file) does not change that."""
+    await log.append("shared", "updates", 0)
+    reads = 0
+    real_read = log._storage.read
+
+    async def counting_read(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal reads
+        reads += 1
+        return await real_read(*args, **kwargs)
+
+    monkeypatch.setattr(log._storage, "read", counting_read)
+    subscribers = 5
+    received: list[list[int]] = [[] for _ in range(subscribers)]
+    heartbeats = [0] * subscribers
+
+    async def follow(index: int) -> None:
+        async for item in log.subscribe("shared", after=None, heartbeat=0.05):
+            if isinstance(item, Heartbeat):
+                heartbeats[index] += 1
+            elif isinstance(item, End):
+                return
+            else:
+                received[index].append(item.data)
+
+    tasks = [asyncio.create_task(follow(i)) for i in range(subscribers)]
+    deadline = time.monotonic() + 10
+    while min(heartbeats) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert min(heartbeats) >= 2
+    reads_before_live = reads
+    for value in range(1, 41):
+        await log.append("shared", "updates", value)
+        await asyncio.sleep(0.005)  # every subscriber catches up between appends
+    await log.end("shared")
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert all(r == list(range(41)) for r in received)
+    # 40 events to 5 subscribers: one query each per event would be 200.
+    assert reads - reads_before_live < 40

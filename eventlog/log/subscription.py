@@ -44,6 +44,7 @@ async def subscribe_batches(
             # After an idle heartbeat, read the file rather than trust the tail: a safety net
             # that bounds the cost of any missed wake-up to one heartbeat.
             events = channel.events_after(cursor) if cursor is not None and not idle else None
+            idle = False
             end = channel.end
             if events is None:
                 page = await storage.read(run_id, after=cursor or 0, limit=page_size)
