@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,12 @@ RECHECKS = (0.002, 0.02, 0.2)
 """SQLite writes a commit's frames to the WAL (the watch sees that) before it publishes them in
 the shared-memory index (no watch sees that): a look made in between misses the commit, so the
 feed looks again this many seconds after the last change."""
+
+
+SETTLE = 0.001
+"""Seconds to wait after a file change before looking. The change is most often this process'
+own commit, which the writer and the event loop are handling at that very moment: looking at
+once would contend with them for the GIL and delay the local wake-up it cannot help."""
 
 
 class LocalCommits:
@@ -94,6 +101,7 @@ class ChangeFeed:
             while not self._stopping.is_set():
                 if self._watch.wait(rechecks.pop(0) if rechecks else self._poll_interval):
                     rechecks = list(RECHECKS)
+                    time.sleep(SETTLE)
                 if self._stopping.is_set():
                     break
                 now = conn.execute("PRAGMA data_version").fetchone()[0]
