@@ -61,6 +61,16 @@ class RunEnded(EventLogError):
         self.end_id = end_id
 
 
+class RunActive(EventLogError):
+    """A conditional end found newer events than the caller saw: the run is not idle."""
+
+    code = "run_active"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id!r} received events since it was found idle")
+        self.run_id = run_id
+
+
 class IdempotencyConflict(EventLogError):
     """The idempotency key was already used for different events in this run."""
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
-from eventlog import EventLog, RetentionPolicy
+import pytest
+
+from eventlog import End, EventLog, RetentionPolicy
 
 
 async def open_with(open_log, **policy) -> EventLog:
@@ -217,3 +220,47 @@ async def test_retention_keeps_appending_producers_correct(open_log) -> None:
     assert stored == produced[-20:]
     info = await log.run("run")
     assert info is not None and info.trimmed_through == produced[-21]
+
+
+async def test_abandoned_runs_are_ended_so_no_reader_waits_forever(db_path: Path) -> None:
+    """A producer that crashed never ends its run: after ``abandon_after`` seconds without an
+    event the janitor ends it with reason "abandoned", and tailing readers get End."""
+    async with EventLog.open(db_path, retention=RetentionPolicy(abandon_after=60), retention_interval=3600) as log:
+        await log.append("crashed", "updates", 1)
+        await log.append("busy", "updates", 1)
+        await log.create_run("never-started")
+        await log.append("finished", "updates", 1)
+        await log.end("finished", "success")
+        received: list[object] = []
+
+        async def tail() -> None:
+            async for item in log.subscribe("crashed", after=0, heartbeat=None):
+                received.append(item)
+                if isinstance(item, End):
+                    return
+
+        reader = asyncio.create_task(tail())
+        now = time.time()
+        assert (await log.apply_retention(now=now + 30)).abandoned_runs == []
+        report = await log.apply_retention(now=now + 120)
+        assert sorted(report.abandoned_runs) == ["busy", "crashed", "never-started"]
+        await asyncio.wait_for(reader, 5)
+        assert isinstance(received[-1], End) and received[-1].reason == "abandoned"
+        finished = await log.run("finished")
+        assert finished is not None and finished.end_reason == "success"
+        assert (await log.apply_retention(now=now + 240)).abandoned_runs == []  # ended stays ended
+
+
+async def test_a_run_that_moves_on_is_not_abandoned(db_path: Path) -> None:
+    """The janitor's end is conditional on the newest id it saw: an event that lands between
+    finding the run idle and ending it keeps the run open."""
+    from eventlog import RunActive
+    from eventlog.storage.base import EndRun
+
+    async with EventLog.open(db_path) as log:
+        first = await log.append("racy", "updates", 1)
+        await log.append("racy", "updates", 2)
+        with pytest.raises(RunActive):
+            await log._storage.write(EndRun("racy", "abandoned", if_last_id=first))
+        info = await log.run("racy")
+        assert info is not None and not info.ended

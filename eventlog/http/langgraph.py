@@ -19,7 +19,7 @@ from eventlog.http.auth import Need, guard
 from eventlog.http.sse import gap_policy, resume_cursor, stream_response
 
 _ERROR_REASONS = {"error", "failed", "failure", "timeout"}
-_INTERRUPTED_REASONS = {"interrupted", "interrupt", "cancelled", "canceled"}
+_INTERRUPTED_REASONS = {"interrupted", "interrupt", "cancelled", "canceled", "abandoned"}
 
 
 def status_of(info: RunInfo) -> str:

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     retention_max_bytes: int | None = Field(None, gt=0)
     retention_max_age: float | None = Field(None, gt=0, description="seconds")
     ended_ttl: float | None = Field(None, gt=0, description="seconds after its end a run is deleted")
+    abandon_after: float | None = Field(None, gt=0, description="seconds without events after which a run is ended as abandoned")
     retention_interval: float = Field(1.0, gt=0)
     poll_interval: float = Field(1.0, gt=0, description="fallback for cross-process wake-ups")
 
@@ -54,6 +55,7 @@ class Settings(BaseSettings):
             max_bytes=self.retention_max_bytes,
             max_age=self.retention_max_age,
             ended_ttl=self.ended_ttl,
+            abandon_after=self.abandon_after,
         )
 
     @property

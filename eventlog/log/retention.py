@@ -12,13 +12,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from eventlog.storage.base import RetentionPolicy, Storage
+from eventlog.errors import RunActive, RunEnded, RunNotFound
+from eventlog.storage.base import EndRun, RetentionPolicy, Storage
 
 logger = logging.getLogger(__name__)
+
+ABANDONED = "abandoned"
+"""The end reason of a run the janitor ended after ``abandon_after`` seconds without events."""
 
 
 @dataclass(slots=True)
 class RetentionReport:
+    abandoned_runs: list[str] = field(default_factory=list)
     trimmed_events: int = 0
     expired_runs: list[str] = field(default_factory=list)
     expired_events: int = 0
@@ -45,7 +50,8 @@ class Janitor:
 
     @property
     def has_work(self) -> bool:
-        return self.policy.trims_runs or self.policy.ended_ttl is not None
+        policy = self.policy
+        return policy.trims_runs or policy.ended_ttl is not None or policy.abandon_after is not None
 
     def start(self) -> None:
         if self.has_work and self._task is None:
@@ -62,9 +68,17 @@ class Janitor:
             await asyncio.sleep(self._interval)
 
     async def run_once(self, now: float | None = None) -> RetentionReport:
-        """One full pass: every run trimmed to the policy, every expired run removed."""
+        """One full pass: idle runs ended, every run trimmed to the policy, every expired run
+        removed."""
         now = time.time() if now is None else now
         report = RetentionReport()
+        if self.policy.abandon_after is not None:
+            for run_id, last_id in await self._storage.idle_runs(now - self.policy.abandon_after):
+                try:
+                    await self._storage.write(EndRun(run_id, ABANDONED, if_last_id=last_id))
+                except (RunActive, RunEnded, RunNotFound):
+                    continue  # it moved on (or ended, or went away) since it was found idle
+                report.abandoned_runs.append(run_id)
         if self.policy.trims_runs:
             for run_id in await self._storage.trim_candidates(self.policy, now):
                 while True:

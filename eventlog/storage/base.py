@@ -34,6 +34,9 @@ class EndRun:
     run_id: str
     reason: str | None
     must_exist: bool = True
+    if_last_id: int | None = None
+    """End only if the run's newest id is still this one, else raise RunActive (the janitor
+    ends idle runs without racing a producer that just woke up)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,9 @@ class RetentionPolicy:
     """Seconds; events older than this are trimmed (the end marker never is)."""
     ended_ttl: float | None = None
     """Seconds after its end at which a whole run is deleted."""
+    abandon_after: float | None = None
+    """Seconds without a new event after which an open run is ended with reason
+    ``"abandoned"``: a producer that crashed leaves no reader waiting forever."""
 
     @property
     def trims_runs(self) -> bool:
@@ -109,6 +115,10 @@ class Storage(Protocol):
     async def trim_run(self, run_id: str, policy: RetentionPolicy, now: float, max_rows: int) -> int:
         """Remove at most ``max_rows`` of the oldest events that break the policy, in one short
         transaction; returns how many were removed."""
+
+    async def idle_runs(self, idle_before: float) -> list[tuple[str, int]]:
+        """``(run_id, last_id)`` of open runs whose newest event (or creation, for a run
+        without events) is older than ``idle_before``."""
 
     async def expire_ended(self, ended_before: float, max_rows: int) -> tuple[list[str], int]:
         """Delete at most ``max_rows`` rows of runs that ended before ``ended_before``; returns

@@ -186,6 +186,13 @@ class SQLiteStorage:
         }
         return await self._read(lambda conn: [r[0] for r in conn.execute(sql, params)])
 
+    async def idle_runs(self, idle_before: float) -> list[tuple[str, int]]:
+        sql = (
+            "SELECT runs.run_id, runs.last_id FROM runs LEFT JOIN events ON events.id = runs.last_id "
+            "WHERE runs.end_id IS NULL AND coalesce(events.created_at, runs.created_at) < ?"
+        )
+        return await self._read(lambda conn: conn.execute(sql, (idle_before,)).fetchall())
+
     async def stats(self) -> dict[str, Any]:
         def body(conn: sqlite3.Connection) -> dict[str, Any]:
             runs, events, size = conn.execute(

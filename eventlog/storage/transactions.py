@@ -18,6 +18,7 @@ from eventlog.errors import (
     DatabaseFull,
     EventLogError,
     IdempotencyConflict,
+    RunActive,
     RunEnded,
     RunExists,
     RunNotFound,
@@ -185,6 +186,8 @@ class _Batch:
             if state.end_reason == request.reason:
                 return self.end_rows.get(run_id, state.end_id)
             return RunEnded(run_id, state.end_reason, state.end_id)
+        if request.if_last_id is not None and state.last_id != request.if_last_id:
+            return RunActive(run_id)
         state.end_id = -1  # placeholder: the marker's id is known after the insert
         state.end_reason = request.reason
         state.ended_at = self.now
