@@ -61,6 +61,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -278,29 +279,32 @@ def process_tree(pid: int) -> list[int]:
     return pids
 
 
-def vmrss_kib(pid: int) -> int:
-    """Resident memory of the server: the process and its children, in KiB."""
-    total = 0
+def sum_over_tree(pid: int, proc_file: str, read: Callable[[str], float]) -> float:
+    """``read`` applied to ``/proc/<p>/<proc_file>`` of the process and its descendants, summed
+    (a process that exits meanwhile counts as 0)."""
+    total = 0.0
     for p in process_tree(pid):
         try:
-            with open(f"/proc/{p}/status") as f:
-                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+            with open(f"/proc/{p}/{proc_file}") as f:
+                total += read(f.read())
         except (OSError, StopIteration):
             pass
     return total
 
 
+def vmrss_kib(pid: int) -> int:
+    """Resident memory of the server: the process and its children, in KiB."""
+    return int(sum_over_tree(pid, "status", lambda text: next(
+        int(line.split()[1]) for line in text.splitlines() if line.startswith("VmRSS:"))))
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) used so far by the server process and its children."""
-    total = 0
-    for p in process_tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except OSError:
-            pass
-    return total / os.sysconf("SC_CLK_TCK")
+    def user_plus_system(text: str) -> float:
+        fields = text.rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    return sum_over_tree(pid, "stat", user_plus_system) / os.sysconf("SC_CLK_TCK")
 
 
 def machine_cpu() -> float:
