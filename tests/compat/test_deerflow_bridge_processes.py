@@ -96,7 +96,7 @@ KILLED_PUBLISHER = textwrap.dedent(
     from eventlog.compat.deerflow import SQLiteStreamBridge
 
     async def main(path):
-        bridge = SQLiteStreamBridge(path)  # the default: publishes acknowledged once queued
+        bridge = SQLiteStreamBridge(path, durable_publish=False)  # write-behind: publish_end must still commit all before it
         for i in range(200):
             await bridge.publish("run-1", "messages", {"i": i})
         await bridge.publish_end("run-1")

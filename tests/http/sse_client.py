@@ -35,6 +35,13 @@ async def consume(url: str, *, last_event_id: int | None = None, deadline: float
                         raise AssertionError(f"stream answered {source.response.status_code}: {await source.response.aread()!r}")
                     received.connections += 1
                     async for sse in source.aiter_sse():
+                        if not sse.data:
+                            # A heartbeat comment (": heartbeat") and its blank line: per the SSE
+                            # spec an empty data buffer dispatches nothing, but httpx-sse yields an
+                            # empty "message" that carries over the previous frame's id. Treating
+                            # it as an event would record that id twice (or fail on ``json.loads('')``)
+                            # whenever the stream idles for a heartbeat interval after an event.
+                            continue
                         if sse.event == "end":
                             received.end = json.loads(sse.data)
                             received.ids.append(int(sse.id))
