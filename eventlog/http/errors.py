@@ -19,6 +19,7 @@ _STATUS: list[tuple[type[errors.EventLogError], int]] = [
     (errors.RunNotFound, 404),
     (errors.RunExists, 409),
     (errors.RunEnded, 409),
+    (errors.RunActive, 409),
     (errors.IdempotencyConflict, 422),
     (errors.InvalidInput, 422),
     (errors.DatabaseFull, 507),
