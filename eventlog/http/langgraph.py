@@ -14,8 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from eventlog import Event, EventLog, RunInfo, RunNotFound
+from eventlog import Event, RunInfo, RunNotFound
 from eventlog.http.auth import Need, guard
+from eventlog.http.routes import path_run
 from eventlog.http.sse import gap_policy, resume_cursor, stream_response
 
 _ERROR_REASONS = {"error", "failed", "failure", "timeout"}
@@ -36,11 +37,9 @@ def status_of(info: RunInfo) -> str:
 
 async def _thread_run(request: Request) -> RunInfo:
     """The run, if its ``metadata.thread_id`` is the thread in the path; 404 otherwise."""
-    log: EventLog = request.app.state.log
-    run_id = request.path_params["run_id"]
-    info = await log.run(run_id)
-    if info is None or str(info.metadata.get("thread_id")) != request.path_params["thread_id"]:
-        raise RunNotFound(run_id)
+    info = await path_run(request)
+    if str(info.metadata.get("thread_id")) != request.path_params["thread_id"]:
+        raise RunNotFound(info.run_id)
     return info
 
 

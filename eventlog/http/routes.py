@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from eventlog import EventLog, RunNotFound
+from eventlog import EventLog, RunInfo, RunNotFound
 from eventlog.http.auth import Need, access, guard
 from eventlog.http.errors import ApiError, read_body
 from eventlog.http.schemas import AppendBody, CreateRunBody, EndBody, event_json, run_json
@@ -48,12 +48,17 @@ async def list_runs(request: Request) -> Response:
     return JSONResponse({"runs": [run_json(info) for info in runs if caller.can_read(info.run_id)]})
 
 
-async def get_run(request: Request) -> Response:
+async def path_run(request: Request) -> RunInfo:
+    """The run named in the path; RunNotFound (a 404) when there is none."""
     run_id = request.path_params["run_id"]
     info = await _log(request).run(run_id)
     if info is None:
         raise RunNotFound(run_id)
-    return JSONResponse(run_json(info))
+    return info
+
+
+async def get_run(request: Request) -> Response:
+    return JSONResponse(run_json(await path_run(request)))
 
 
 async def delete_run(request: Request) -> Response:
@@ -77,37 +82,27 @@ async def append_events(request: Request) -> Response:
 
 async def end_run(request: Request) -> Response:
     """201 with the end marker's id; 200 when the run had already ended with this reason."""
-    log = _log(request)
-    run_id = request.path_params["run_id"]
     body = await read_body(request, EndBody, _settings(request).max_body_bytes, optional=True)
-    before = await log.run(run_id)
-    if before is None:
-        raise RunNotFound(run_id)
-    end_id = await log.end(run_id, body.reason)
+    before = await path_run(request)
+    end_id = await _log(request).end(before.run_id, body.reason)
     repeated = before.end_id == end_id
     return JSONResponse({"id": end_id, "reason": body.reason}, 200 if repeated else 201)
 
 
 async def read_events(request: Request) -> Response:
-    log = _log(request)
-    run_id = request.path_params["run_id"]
     after = int_param(request, "after", 0, 0, 2**63 - 1)
     limit = int_param(request, "limit", 100, 1, 1000)
-    if await log.run(run_id) is None:
-        raise RunNotFound(run_id)
-    events = await log.read(run_id, after=after, limit=limit)
+    info = await path_run(request)
+    events = await _log(request).read(info.run_id, after=after, limit=limit)
     return JSONResponse({"events": [event_json(e) for e in events], "next_after": events[-1].id if events else after})
 
 
 async def stream_run(request: Request) -> Response:
-    log = _log(request)
     settings = _settings(request)
-    run_id = request.path_params["run_id"]
     after, on_gap = resume_cursor(request), gap_policy(request)
-    if await log.run(run_id) is None:
-        raise RunNotFound(run_id)
+    info = await path_run(request)
     return stream_response(
-        log, run_id, after=after, heartbeat=settings.heartbeat, retry_ms=settings.retry_ms,
+        _log(request), info.run_id, after=after, heartbeat=settings.heartbeat, retry_ms=settings.retry_ms,
         on_gap=on_gap, counter=request.app.state.streams,
     )
 

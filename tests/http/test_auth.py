@@ -34,7 +34,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
     ).start()
     producer = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"})
     for run_id in ("job-1", "job-2", "other-1"):
-        producer.post(f"/runs", json={"run_id": run_id, "metadata": {"thread_id": "t"}}).raise_for_status()
+        producer.post("/runs", json={"run_id": run_id, "metadata": {"thread_id": "t"}}).raise_for_status()
         producer.post(f"/runs/{run_id}/events", json={"event": "updates", "data": run_id}).raise_for_status()
     producer.post("/runs/job-2/end").raise_for_status()
     yield server
