@@ -145,7 +145,10 @@ class Worker:
         self.supervisor = supervisor
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._exiting = False
+        """Set as the thread begins to end: from then on nothing may be handed to it."""
         self._ended = False
+        """Set once the thread has ended and settled its waiters: ``join`` returns."""
         self._joiners: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
@@ -162,7 +165,7 @@ class Worker:
             if self._stopping.is_set():
                 return
             self._stopping.set()
-            if self._ended:
+            if self._exiting:
                 return
             self._wake()
 
@@ -197,8 +200,10 @@ class Worker:
             self._failed(exc)
         finally:
             with self._lock:
+                self._exiting = True
+            self._settle(error)
+            with self._lock:
                 self._ended = True
                 joiners, self._joiners = self._joiners, []
-            self._settle(error)
             for loop, future in joiners:
                 call_soon_threadsafe(loop, _resolve, future)

@@ -80,7 +80,7 @@ class WriterThread(Worker):
         Raises LogClosed once the writer is stopping or has ended."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            if self.stopping or self._ended:
+            if self.stopping or self._exiting:
                 raise LogClosed()
             self._jobs.put((job, on_done, loop))
 
