@@ -4,39 +4,21 @@ DatabaseBusy (nothing written) instead of blocking them, and ``close``, forever.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from eventlog import DatabaseBusy, EventLog, InvalidInput, RetentionPolicy
-
-
-class LockHolder:
-    """Another process holding ``BEGIN IMMEDIATE`` on the file until ``release``."""
-
-    def __init__(self, command: list[str], db: Path) -> None:
-        self.process = subprocess.Popen(
-            [*command, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        assert self.process.stdout is not None
-        assert self.process.stdout.readline().strip() == "held"
-
-    def release(self) -> None:
-        if self.process.poll() is None:
-            assert self.process.stdin is not None and self.process.stdout is not None
-            self.process.stdin.close()
-            assert self.process.stdout.readline().strip() == "released"
-            assert self.process.wait(30) == 0
+from tests.helpers.hold_lock import LockHolder
 
 
 @pytest.fixture
-def hold_lock(helper_script) -> Iterator[Callable[[Path], LockHolder]]:
+def hold_lock() -> Iterator[Callable[[Path], LockHolder]]:
     holders: list[LockHolder] = []
 
     def _hold(db: Path) -> LockHolder:
-        holders.append(LockHolder(helper_script("hold_lock"), db))
+        holders.append(LockHolder(db))
         return holders[-1]
 
     yield _hold
