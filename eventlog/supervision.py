@@ -79,11 +79,11 @@ class Backoff:
 
     def __init__(self, first: float = 0.05, cap: float = 5.0) -> None:
         self._first = first
-        self._cap = cap
+        self.cap = cap
         self._next = first
 
     def next(self) -> float:
-        delay, self._next = self._next, min(self._next * 2, self._cap)
+        delay, self._next = self._next, min(self._next * 2, self.cap)
         return delay
 
     def reset(self) -> None:
@@ -98,12 +98,17 @@ async def keep_running(
 ) -> None:
     """Run ``body(healthy)`` until cancelled, restarting it after each failure (or return)
     with back-off. ``body`` calls ``healthy()`` once it works (e.g. its feed is up), which ends
-    the failure streak and resets the back-off."""
+    the failure streak; the back-off starts again from its shortest delay only after the body
+    stayed healthy for ``backoff.cap`` seconds, so a body that fails right after every start
+    is restarted, and logged, at most once per ``cap``."""
     backoff = backoff or Backoff()
+    loop = asyncio.get_running_loop()
+    healthy_since: float | None = None
 
     def healthy() -> None:
+        nonlocal healthy_since
+        healthy_since = loop.time()
         supervisor.recovered(component)
-        backoff.reset()
 
     while True:
         try:
@@ -113,6 +118,9 @@ async def keep_running(
             raise
         except Exception as exc:
             supervisor.failed(component, exc)
+        if healthy_since is not None and loop.time() - healthy_since >= backoff.cap:
+            backoff.reset()
+        healthy_since = None
         await asyncio.sleep(backoff.next())
         supervisor.restarted(component)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import queue
 import sqlite3
-import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Generic, TypeVar
