@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from eventlog.errors import (
+    DatabaseCorrupt,
     DatabaseFull,
     EventLogError,
     IdempotencyConflict,
@@ -17,6 +18,7 @@ from eventlog.errors import (
     RunExists,
     RunNotFound,
     SchemaTooNew,
+    StorageError,
 )
 from eventlog.log.eventlog import EventLog
 from eventlog.log.retention import RetentionReport
@@ -25,6 +27,7 @@ from eventlog.storage.base import RetentionPolicy
 
 __all__ = [
     "HEARTBEAT",
+    "DatabaseCorrupt",
     "DatabaseFull",
     "End",
     "Event",
@@ -47,4 +50,5 @@ __all__ = [
     "RunInfo",
     "RunNotFound",
     "SchemaTooNew",
+    "StorageError",
 ]

@@ -62,3 +62,28 @@ _TRANSIENT = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 def is_busy(exc: sqlite3.Error) -> bool:
     """True for lock contention with another connection: worth retrying, never worth surfacing."""
     return getattr(exc, "sqlite_errorcode", None) in _TRANSIENT or "locked" in str(exc)
+
+
+_CORRUPT = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+
+
+def is_corruption(exc: sqlite3.Error) -> bool:
+    """True when SQLite found the file damaged (a malformed page, or a header that is no longer
+    a database's): retrying cannot help, and writing more would spread the damage."""
+    return ((getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF) in _CORRUPT  # extended codes too
+
+
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
+"""``journal_size_limit``: when SQLite restarts the WAL after a complete checkpoint, it shrinks a
+file that grew past this back to it, so one burst does not keep its disk space for good."""
+
+
+def truncate_wal(conn: sqlite3.Connection) -> bool:
+    """Copy the whole WAL into the database and truncate the WAL file to zero bytes, giving its
+    space back to the filesystem. Waits for readers no longer than the connection's busy timeout;
+    False when a reader (or a full disk) prevented it, which is harmless: the WAL stays valid."""
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except sqlite3.Error:  # e.g. SQLITE_FULL: the database file could not grow to take the pages
+        return False
+    return busy == 0

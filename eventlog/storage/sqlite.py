@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from eventlog.errors import DatabaseCorrupt, DatabaseFull, EventLogError
 from eventlog.models import Event, RunInfo
 from eventlog.storage import transactions
 from eventlog.storage.base import (
@@ -30,11 +32,13 @@ from eventlog.storage.base import (
 )
 from eventlog.storage.change_feed import ChangeFeed, LocalCommits
 from eventlog.storage.checkpoint import FALLBACK_PAGES, Checkpointer
-from eventlog.storage.connection import connect
+from eventlog.storage.connection import WAL_SIZE_LIMIT, connect, truncate_wal
 from eventlog.storage.migrations import migrate
 from eventlog.storage.writer import GroupCommit, WriterThread
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 _RUN_COLUMNS = (
     "run_id, created_at, metadata, event_count, total_bytes, "
@@ -49,7 +53,13 @@ def _run_info(row: tuple[Any, ...]) -> RunInfo:
 
 
 class SQLiteStorage:
-    """Implements ``eventlog.storage.base.Storage`` on one SQLite file in WAL mode."""
+    """Implements ``eventlog.storage.base.Storage`` on one SQLite file in WAL mode.
+
+    SQLite failures come out typed (``transactions.storage_error``). The first sign of a damaged
+    file (SQLITE_CORRUPT / SQLITE_NOTADB, met by a reader, the writer or the change feed) puts
+    the storage in a corrupt state for good: it is logged once, nothing more is written to the
+    file, and every call raises DatabaseCorrupt, since answers read from a damaged file cannot
+    be trusted either. The file itself is left as it was found, for ``eventlog check``."""
 
     def __init__(
         self,
@@ -75,12 +85,19 @@ class SQLiteStorage:
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._poll_interval = poll_interval
+        self._started = False
+        self._corrupt: str | None = None
+        """The message of the damage found, once the file is known to be corrupt."""
+        self._corrupt_lock = threading.Lock()
+        self._wal_full = False
+        """Writer thread only: a write met a full disk and the WAL is not truncated yet."""
 
     def _open_writer(self) -> sqlite3.Connection:
         conn = self._connect(writer=True)
         try:
             migrate(conn)
             conn.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_PAGES}")  # see checkpoint.py
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         except BaseException:
             conn.close()
             raise
@@ -89,11 +106,58 @@ class SQLiteStorage:
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         await self._writer.start()
+        self._started = True
         self._checkpointer.start()
+
+    # --- faults ----------------------------------------------------------------------------
+
+    def _check_intact(self) -> None:
+        if self._corrupt is not None:
+            raise DatabaseCorrupt(self._corrupt)
+
+    def _typed(self, exc: sqlite3.Error) -> EventLogError:
+        """The typed error of an SQLite failure on any thread, noting a damaged file."""
+        error = transactions.storage_error(exc)
+        if isinstance(error, DatabaseCorrupt):
+            self._corrupted(error)
+        return error
+
+    def _corrupted(self, error: DatabaseCorrupt) -> None:
+        with self._corrupt_lock:
+            if self._corrupt is not None:
+                return
+            self._corrupt = str(error)
+        logger.error(
+            "the eventlog database %s is corrupt (%s): writing to it has stopped and every call is "
+            "refused; run `eventlog check %s`, then restore the file from a backup or recover it",
+            self.path, error.__cause__ or error, self.path,
+        )
+
+    def _before_write(self, conn: sqlite3.Connection) -> None:
+        """On the writer thread: refuse to write to a damaged file; after a full disk, try to
+        give the WAL's space back first (space may have been freed since)."""
+        self._check_intact()
+        if self._wal_full:
+            self._reclaim_wal(conn)
+
+    def _after_write(self, conn: sqlite3.Connection, errors: list[object]) -> None:
+        for error in errors:
+            if isinstance(error, DatabaseCorrupt):
+                self._corrupted(error)
+        if any(isinstance(error, DatabaseFull) for error in errors):
+            self._reclaim_wal(conn)
+
+    def _reclaim_wal(self, conn: sqlite3.Connection) -> None:
+        """Checkpoint and truncate the WAL. On a full disk the WAL holds most of the space: the
+        concurrent passive checkpoints rarely let it restart, so it grew until the disk was full.
+        Until this succeeds (it needs room for the database file to take the WAL's pages) it is
+        tried again before every write."""
+        self._wal_full = not truncate_wal(conn)
 
     # --- writes ----------------------------------------------------------------------------
 
     async def write(self, request: WriteRequest) -> WriteResult:
+        self._check_intact()
         return await self._group.submit(request)
 
     def add_commit_listener(self, listener: CommitListener) -> None:
@@ -104,7 +168,12 @@ class SQLiteStorage:
     ) -> tuple[list[WriteResult | BaseException], list[Committed]]:
         """On the writer thread: apply a batch, and note what it committed for the change feed
         before the loop even hears of it."""
+        try:
+            self._before_write(conn)
+        except DatabaseCorrupt as exc:
+            return [DatabaseCorrupt(str(exc)) for _ in requests], []
         outcomes, committed = transactions.apply_writes(conn, requests)
+        self._after_write(conn, outcomes)
         for change in committed:
             if change.events:
                 self._local_commits.record(change.run_id, change.events[-1].id)
@@ -115,18 +184,41 @@ class SQLiteStorage:
         for listener in self._listeners:
             listener(committed)
 
+    async def _transact(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``body`` in a write transaction of its own on the writer thread (not grouped)."""
+
+        def job(conn: sqlite3.Connection) -> T:
+            self._before_write(conn)
+            try:
+                return transactions.transaction(conn, body)
+            except sqlite3.Error as exc:
+                error = self._typed(exc)
+                self._after_write(conn, [error])
+                raise error from exc
+
+        self._check_intact()
+        return await self._writer.call(job)
+
     async def delete(self, run_id: str) -> bool:
-        return await self._writer.call(lambda c: transactions.transaction(c, lambda c: transactions.delete_run(c, run_id)))
+        return await self._transact(lambda c: transactions.delete_run(c, run_id))
 
     async def trim_run(self, run_id: str, policy: RetentionPolicy, now: float, max_rows: int) -> int:
-        return await self._writer.call(
-            lambda c: transactions.transaction(c, lambda c: transactions.trim_run(c, run_id, policy, now, max_rows))
-        )
+        return await self._transact(lambda c: transactions.trim_run(c, run_id, policy, now, max_rows))
 
     async def expire_ended(self, ended_before: float, max_rows: int) -> tuple[list[str], int]:
-        return await self._writer.call(
-            lambda c: transactions.transaction(c, lambda c: transactions.expire_ended(c, ended_before, max_rows))
+        return await self._transact(lambda c: transactions.expire_ended(c, ended_before, max_rows))
+
+    async def expire_idempotency_keys(self, created_before: float, max_rows: int) -> int:
+        """A cheap indexed look on a reader first: a log with nothing to expire takes no write
+        lock for it (the janitor asks every pass)."""
+        due = await self._read(
+            lambda conn: conn.execute(
+                "SELECT 1 FROM idempotency_keys WHERE created_at < ? LIMIT 1", (created_before,)
+            ).fetchone()
         )
+        if due is None:
+            return 0
+        return await self._transact(lambda c: transactions.expire_idempotency_keys(c, created_before, max_rows))
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -139,12 +231,17 @@ class SQLiteStorage:
 
     def _snapshot(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``body`` in one read transaction: every query in it sees the same snapshot."""
-        conn = self._reader()
-        conn.execute("BEGIN")
+        self._check_intact()
         try:
-            return body(conn)
-        finally:
-            conn.execute("COMMIT")
+            conn = self._reader()
+            conn.execute("BEGIN")
+            try:
+                return body(conn)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._typed(exc) from exc
 
     async def _read(self, body: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._readers, self._snapshot, body)
@@ -214,6 +311,8 @@ class SQLiteStorage:
         try:
             while True:
                 item = await queue.get()
+                if isinstance(item, sqlite3.Error):
+                    raise self._typed(item) from item
                 if isinstance(item, BaseException):
                     raise item
                 yield item
@@ -223,6 +322,11 @@ class SQLiteStorage:
     async def close(self) -> None:
         await self._group.drain()  # appends already submitted commit (and return) first
         self._checkpointer.stop()
+        if self._started and self._corrupt is None:  # a damaged file is left as it was found
+            # The last connection to close would checkpoint and delete the WAL, but another
+            # process may still have the file open, and on a full disk that checkpoint fails:
+            # give the WAL's space back now, through the writer, while it can still write.
+            await self._writer.call(truncate_wal)
         await self._writer.stop()
         self._readers.shutdown(wait=True)
         for conn in self._reader_conns:
