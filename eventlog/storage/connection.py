@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from eventlog.errors import NotAnEventLog
@@ -78,12 +79,18 @@ WAL_SIZE_LIMIT = 4 * 1024 * 1024
 file that grew past this back to it, so one burst does not keep its disk space for good."""
 
 
-def truncate_wal(conn: sqlite3.Connection) -> bool:
+def truncate_wal(conn: sqlite3.Connection, attempts: int = 20) -> bool:
     """Copy the whole WAL into the database and truncate the WAL file to zero bytes, giving its
-    space back to the filesystem. Waits for readers no longer than the connection's busy timeout;
-    False when a reader (or a full disk) prevented it, which is harmless: the WAL stays valid."""
-    try:
-        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    except sqlite3.Error:  # e.g. SQLITE_FULL: the database file could not grow to take the pages
-        return False
-    return busy == 0
+    space back to the filesystem. A concurrent checkpoint (the checkpointer's passive one) makes
+    it busy at once, so it is tried a few times; it waits for readers no longer than the busy
+    timeout. False when readers (or a full disk) prevented it, which is harmless: the WAL stays
+    valid."""
+    for attempt in range(attempts):
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:  # e.g. SQLITE_FULL: the database file could not grow to take the pages
+            return False
+        if not busy:
+            return True
+        time.sleep(0.005)
+    return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -39,6 +40,10 @@ from eventlog.storage.writer import GroupCommit, WriterThread
 T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
+
+WAL_ROOM = FALLBACK_PAGES * 4096
+"""Free bytes on the filesystem below which, once a write met a full disk, the WAL is truncated
+after every write: the WAL's bound with 4 KiB pages (see checkpoint.py)."""
 
 _RUN_COLUMNS = (
     "run_id, created_at, metadata, event_count, total_bytes, "
@@ -89,8 +94,9 @@ class SQLiteStorage:
         self._corrupt: str | None = None
         """The message of the damage found, once the file is known to be corrupt."""
         self._corrupt_lock = threading.Lock()
-        self._wal_full = False
-        """Writer thread only: a write met a full disk and the WAL is not truncated yet."""
+        self._disk_tight = False
+        """Writer thread only: a write met a full disk, and the filesystem has not had room for
+        a whole WAL since; while it lasts the WAL is truncated around every write."""
 
     def _open_writer(self) -> sqlite3.Connection:
         conn = self._connect(writer=True)
@@ -134,25 +140,30 @@ class SQLiteStorage:
         )
 
     def _before_write(self, conn: sqlite3.Connection) -> None:
-        """On the writer thread: refuse to write to a damaged file; after a full disk, try to
-        give the WAL's space back first (space may have been freed since)."""
+        """On the writer thread: refuse to write to a damaged file; on a tight disk, give the
+        WAL's space back first (space may have been freed since the last write failed)."""
         self._check_intact()
-        if self._wal_full:
+        if self._disk_tight:
             self._reclaim_wal(conn)
 
-    def _after_write(self, conn: sqlite3.Connection, errors: list[object]) -> None:
-        for error in errors:
-            if isinstance(error, DatabaseCorrupt):
-                self._corrupted(error)
-        if any(isinstance(error, DatabaseFull) for error in errors):
+    def _after_write(self, conn: sqlite3.Connection, outcomes: list[object]) -> None:
+        for outcome in outcomes:
+            if isinstance(outcome, DatabaseCorrupt):
+                self._corrupted(outcome)
+        if self._disk_tight or any(isinstance(outcome, DatabaseFull) for outcome in outcomes):
             self._reclaim_wal(conn)
 
     def _reclaim_wal(self, conn: sqlite3.Connection) -> None:
-        """Checkpoint and truncate the WAL. On a full disk the WAL holds most of the space: the
-        concurrent passive checkpoints rarely let it restart, so it grew until the disk was full.
-        Until this succeeds (it needs room for the database file to take the WAL's pages) it is
-        tried again before every write."""
-        self._wal_full = not truncate_wal(conn)
+        """Checkpoint and truncate the WAL. On a full disk the WAL holds most of the space: a
+        commit writes every page it touched (about 28 KB for a 2 KB event) and the WAL restarts
+        only after a complete checkpoint with no reader in the way, so under load it grows to
+        its bound, or until the disk is full. Truncated, it keeps only what the database file
+        needs. This needs room for the database file to take the WAL's pages, so on a full disk
+        it may only succeed once space is freed: until the filesystem has room for a whole WAL
+        again, it is done around every write, at the price of a checkpoint per commit."""
+        truncated = truncate_wal(conn)
+        free = os.statvfs(self.path.parent)
+        self._disk_tight = not truncated or free.f_bavail * free.f_frsize < WAL_ROOM
 
     # --- writes ----------------------------------------------------------------------------
 
