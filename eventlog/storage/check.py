@@ -58,8 +58,9 @@ def check_file(path: Path, *, quick: bool = False) -> FileReport:
         try:
             rows = [row[0] for row in conn.execute(f"PRAGMA {'quick_check' if quick else 'integrity_check'}")]
             if rows != ["ok"]:
-                more = f" (and {len(rows) - 1} more problems)" if len(rows) > 1 else ""
-                return FileReport(path, f"corrupt: {rows[0]}{more}", integrity=rows[0], **facts)
+                found = [line for row in rows for line in row.splitlines() if line and not line.startswith("***")]
+                more = f" (and {len(found) - 1} more problems)" if len(found) > 1 else ""
+                return FileReport(path, f"corrupt: {found[0]}{more}", integrity=found[0], **facts)
             runs = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
             events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
         except sqlite3.DatabaseError as exc:
