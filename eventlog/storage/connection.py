@@ -79,18 +79,25 @@ WAL_SIZE_LIMIT = 4 * 1024 * 1024
 file that grew past this back to it, so one burst does not keep its disk space for good."""
 
 
-def truncate_wal(conn: sqlite3.Connection, attempts: int = 20) -> bool:
+def truncate_wal(conn: sqlite3.Connection, patience: float = 0.25) -> bool:
     """Copy the whole WAL into the database and truncate the WAL file to zero bytes, giving its
-    space back to the filesystem. A concurrent checkpoint (the checkpointer's passive one) makes
-    it busy at once, so it is tried a few times; it waits for readers no longer than the busy
-    timeout. False when readers (or a full disk) prevented it, which is harmless: the WAL stays
-    valid."""
-    for attempt in range(attempts):
-        try:
-            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        except sqlite3.Error:  # e.g. SQLITE_FULL: the database file could not grow to take the pages
-            return False
-        if not busy:
-            return True
-        time.sleep(0.005)
-    return False
+    space back to the filesystem. It waits for readers (of any process) and for a concurrent
+    checkpoint (the checkpointer's passive one) at most ``patience`` seconds, not the busy
+    timeout: it runs on the writer thread, and at close. False when they, or a full disk,
+    prevented it, which is harmless: the WAL stays valid, and it is tried again later."""
+    previous = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    conn.execute(f"PRAGMA busy_timeout = {int(patience * 1000)}")
+    deadline = time.monotonic() + patience
+    try:
+        while True:
+            try:
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error:  # e.g. SQLITE_FULL: the database file could not grow to take the pages
+                return False
+            if not busy:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)  # a concurrent checkpoint answers busy at once, without waiting
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {previous}")
