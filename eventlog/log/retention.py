@@ -87,12 +87,14 @@ class Janitor:
                 while True:
                     removed = await self._storage.trim_run(run_id, self.policy, now, self._batch_rows)
                     report.trimmed_events += removed
+                    self.trimmed_total += removed  # counted as done: a pass may fail later on
                     if removed < self._batch_rows:
                         break
         if self.policy.ended_ttl is not None:
             while True:
                 runs, rows = await self._storage.expire_ended(now - self.policy.ended_ttl, self._batch_rows)
                 report.expired_runs += runs
+                self.expired_runs_total += len(runs)
                 for run_id in runs:
                     self._on_deleted(run_id)
                 report.expired_events += rows
@@ -105,8 +107,6 @@ class Janitor:
                 report.expired_idempotency_keys += forgotten
                 if forgotten < self._batch_rows:
                     break
-        self.trimmed_total += report.trimmed_events
-        self.expired_runs_total += len(report.expired_runs)
         return report
 
     async def stop(self) -> None:
