@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from eventlog import DatabaseCorrupt, EventLog, StorageError
-from tests.faults import RUNS, build_log, corrupt_middle, corrupt_run, overwrite_pages, pages_of
+from tests.faults import EVENTS_PER_RUN, RUNS, build_log, corrupt_middle, corrupt_run, overwrite_pages, pages_of
 
 
 def fingerprint(path: Path) -> tuple[str, int]:
@@ -111,6 +111,24 @@ async def test_the_change_feed_meeting_the_damage_stops_the_log(db_path: Path, o
     with pytest.raises(DatabaseCorrupt):
         await log.read("run-0", limit=1)
     assert any(str(db_path) in r.getMessage() for r in corruption_records(caplog))
+
+
+async def test_idle_subscribers_stop_as_soon_as_the_damage_is_found(db_path: Path, open_log) -> None:
+    """Subscribers waiting at the live edge (no heartbeat to make them re-read) are told at once
+    when any other call meets the damage: a stream ends with the error, it never hangs."""
+    await build_log(db_path)
+    corrupt_run(db_path, "run-5")
+    log = await open_log(cross_process=False)
+    live_edge = EVENTS_PER_RUN  # run-0 was written first: ids 1..300
+    subscribers = [log.subscribe("run-0", after=live_edge, heartbeat=None) for _ in range(3)]
+    waiting = [asyncio.ensure_future(anext(sub)) for sub in subscribers]
+    await asyncio.sleep(0.2)
+    assert not any(task.done() for task in waiting)  # idle at the live edge of run-0
+    with pytest.raises(DatabaseCorrupt):
+        await log.read("run-5", limit=1000)
+    done, pending = await asyncio.wait(waiting, timeout=10)
+    assert not pending, "idle subscribers were not told of the damage"
+    assert all(isinstance(task.exception(), DatabaseCorrupt) for task in done)
 
 
 async def test_garbage_in_the_header_is_not_an_eventlog_at_open(db_path: Path) -> None:

@@ -73,9 +73,10 @@ async def test_no_ttl_keeps_keys(db_path: Path, open_log) -> None:
 
 
 async def test_the_background_janitor_expires_keys(db_path: Path, open_log) -> None:
-    log = await open_log(retention=RetentionPolicy(idempotency_ttl=TTL), retention_interval=0.05)
+    # The janitor looks for expired keys every 1% of their TTL (at most every minute).
+    log = await open_log(retention=RetentionPolicy(idempotency_ttl=10.0), retention_interval=0.05)
     first = await log.append("run", "x", 1, idempotency_key="k")
-    age_keys(db_path, ["k"], 2 * TTL)
+    age_keys(db_path, ["k"], 20.0)
     deadline = asyncio.get_running_loop().time() + 30
     while (ids := await log.append("run", "x", 1, idempotency_key="k")) == first:
         assert asyncio.get_running_loop().time() < deadline, "the janitor did not expire the key"

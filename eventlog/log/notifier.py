@@ -143,8 +143,12 @@ class Notifier:
         self._watching = asyncio.Event()
         self.closed = False
         """Set by ``close``: subscriptions stop (with LogClosed) at their next step."""
+        self.fault: Exception | None = None
+        """What made the storage unusable (a corrupt file), once it has: subscriptions stop with
+        it at their next step, those idle at the live edge included, instead of a heartbeat later."""
         self.wakeups = 0
         storage.add_commit_listener(self.on_commit)
+        storage.add_fault_listener(self.on_fault)
 
     def attach(self, run_id: str) -> RunChannel:
         channel = self._channels.get(run_id)
@@ -178,6 +182,13 @@ class Notifier:
             if channel is not None:
                 channel.extend(change.previous_last_id, change.events)
                 self._wake(channel)
+
+    def on_fault(self, error: Exception) -> None:
+        """The storage has become unusable (and said so): stop following it, stop everyone."""
+        self.fault = error
+        if self._follower is not None:
+            self._follower.cancel()
+        self._wake_all()
 
     def on_deleted(self, run_id: str) -> None:
         channel = self._channels.get(run_id)
@@ -247,5 +258,8 @@ class Notifier:
             follower.cancel()
             await asyncio.wait([follower])
             self._follower = None
+        self._wake_all()
+
+    def _wake_all(self) -> None:
         for channel in list(self._channels.values()):
             channel.wake()

@@ -4,8 +4,9 @@ Work is cut into short transactions of at most ``batch_rows`` rows that queue be
 the single writer, so a large trim never holds up producers for long.
 
 Lifecycle: a failed pass is reported to the supervisor (logged once per streak, counted as
-``janitor``) and the loop simply tries again at the next interval; ``stop`` is idempotent and
-closes the janitor for good.
+``janitor``) and the loop simply tries again at the next interval, except on a corrupt file,
+which the storage has reported and which refuses every call from then on; ``stop`` is idempotent
+and closes the janitor for good.
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from eventlog.errors import RunActive, RunEnded, RunNotFound
+from eventlog.errors import DatabaseCorrupt, RunActive, RunEnded, RunNotFound
 from eventlog.storage.base import EndRun, RetentionPolicy, Storage
 from eventlog.supervision import Supervisor
+
+KEY_EXPIRY_INTERVAL = 60.0
+"""The most seconds between the background passes that expire idempotency keys (and at most 1%
+of their TTL). The TTL is hours, and the look costs a read even when nothing is due: an idle edge
+device should not pay it every ``interval``."""
 
 ABANDONED = "abandoned"
 """The end reason of a run the janitor ended after ``abandon_after`` seconds without events."""
@@ -66,20 +72,29 @@ class Janitor:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="eventlog-janitor")
 
     async def _loop(self) -> None:
+        ttl = self.policy.idempotency_ttl
+        every = min(KEY_EXPIRY_INTERVAL, ttl / 100) if ttl is not None else 0.0
+        keys_expired_at = -every
         while True:
+            started = time.monotonic()
+            expire_keys = started - keys_expired_at >= every
             try:
-                await self.run_once()
+                await self.run_once(expire_keys=expire_keys)
+                if expire_keys:
+                    keys_expired_at = started
             except asyncio.CancelledError:
                 raise
+            except DatabaseCorrupt:
+                return  # the storage has reported it, and refuses every call from now on
             except Exception as exc:
                 self._supervisor.failed("janitor", exc)
             else:
                 self._supervisor.recovered("janitor")
             await asyncio.sleep(self._interval)
 
-    async def run_once(self, now: float | None = None) -> RetentionReport:
+    async def run_once(self, now: float | None = None, *, expire_keys: bool = True) -> RetentionReport:
         """One full pass: idle runs ended, every run trimmed to the policy, every expired run
-        removed, every idempotency key older than its TTL forgotten."""
+        removed and, with ``expire_keys``, every idempotency key older than its TTL forgotten."""
         now = time.time() if now is None else now
         report = RetentionReport()
         if self.policy.abandon_after is not None:
@@ -107,7 +122,7 @@ class Janitor:
                 report.expired_events += rows
                 if not runs and rows == 0:
                     break
-        if self.policy.idempotency_ttl is not None:
+        if expire_keys and self.policy.idempotency_ttl is not None:
             created_before = now - self.policy.idempotency_ttl
             while True:
                 forgotten = await self._storage.expire_idempotency_keys(created_before, self._batch_rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import AsyncIterator
 from typing import Literal
 
@@ -40,6 +41,8 @@ async def subscribe_batches(
         while True:
             if notifier.closed:
                 raise LogClosed()
+            if notifier.fault is not None:
+                raise copy.copy(notifier.fault)  # each subscriber its own traceback
             version = channel.version  # noted before reading: see the notifier's docstring
             # After an idle heartbeat, read the file rather than trust the tail: a safety net
             # that bounds the cost of any missed wake-up to one heartbeat.

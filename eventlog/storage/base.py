@@ -90,6 +90,7 @@ class RetentionPolicy:
 
 
 CommitListener = Callable[[list[Committed]], None]
+FaultListener = Callable[[Exception], None]
 
 
 class Storage(Protocol):
@@ -101,6 +102,10 @@ class Storage(Protocol):
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Call ``listener`` on the event loop after each commit, in commit order."""
+
+    def add_fault_listener(self, listener: FaultListener) -> None:
+        """Call ``listener(error)`` on the event loop once, when the storage becomes unusable
+        (a corrupt file): every later call raises ``error``, so waiting readers must be told."""
 
     async def read(self, run_id: str, after: int, limit: int) -> Page: ...
 

@@ -29,6 +29,7 @@ from eventlog.models import Event, RunInfo
 from eventlog.storage import transactions
 from eventlog.storage.base import (
     CommitListener,
+    FaultListener,
     Committed,
     Durability,
     Page,
@@ -41,7 +42,7 @@ from eventlog.storage.checkpoint import FALLBACK_PAGES, Checkpointer
 from eventlog.storage.connection import WAL_SIZE_LIMIT, connect, truncate_wal
 from eventlog.storage.migrations import migrate
 from eventlog.storage.writer import GroupCommit, WriterThread
-from eventlog.supervision import Supervisor
+from eventlog.supervision import Supervisor, call_soon_threadsafe
 
 T = TypeVar("T")
 
@@ -99,6 +100,9 @@ class SQLiteStorage:
         self._feeds: set[ChangeFeed] = set()
         self._closed = False
         self._listeners: list[CommitListener] = []
+        self._fault_listeners: list[FaultListener] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop of ``open``, where fault listeners are called."""
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="eventlog-reader")
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
@@ -123,6 +127,7 @@ class SQLiteStorage:
         return conn
 
     async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         await self._writer.start()
         self._started = True
@@ -146,6 +151,9 @@ class SQLiteStorage:
             if self._corrupt is not None:
                 return
             self._corrupt = str(error)
+        if self._loop is not None:
+            for listener in self._fault_listeners:
+                call_soon_threadsafe(self._loop, listener, DatabaseCorrupt(self._corrupt))
         logger.error(
             "the eventlog database %s is corrupt (%s): writing to it has stopped and every call is "
             "refused; run `eventlog check %s`, then restore the file from a backup or recover it",
@@ -186,6 +194,9 @@ class SQLiteStorage:
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         self._listeners.append(listener)
+
+    def add_fault_listener(self, listener: FaultListener) -> None:
+        self._fault_listeners.append(listener)
 
     def _apply_writes(
         self, conn: sqlite3.Connection, requests: list[WriteRequest]
