@@ -79,6 +79,17 @@ async def test_janitor_behind_a_peer_counts_the_failure_and_recovers(open_log, d
     assert await log.run("run") is None
 
 
+async def test_opening_a_new_file_behind_a_peer_fails_typed_then_works(tmp_path: Path, hold_lock) -> None:
+    """Setting up a new file (WAL mode, migrations) needs the write lock too."""
+    path = tmp_path / "new.db"
+    peer = hold_lock(path)  # creates the (empty) file and holds its write lock
+    with pytest.raises(DatabaseBusy):
+        await EventLog.open(path, lock_timeout=0.3)
+    peer.release()
+    async with EventLog.open(path, lock_timeout=0.3) as log:
+        assert await log.append("run", "x", 1) == 1
+
+
 @pytest.mark.parametrize("value", [0, -1.0, float("nan"), "30"])
 async def test_lock_timeout_must_be_positive(db_path: Path, value: object) -> None:
     with pytest.raises(InvalidInput):

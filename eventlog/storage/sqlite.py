@@ -24,7 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from eventlog.errors import DatabaseCorrupt, DatabaseFull, EventLogError, LogClosed
+from eventlog.errors import DatabaseBusy, DatabaseCorrupt, DatabaseFull, EventLogError, LogClosed
 from eventlog.models import Event, RunInfo
 from eventlog.storage import transactions
 from eventlog.storage.base import (
@@ -39,7 +39,7 @@ from eventlog.storage.base import (
 )
 from eventlog.storage.change_feed import ChangeFeed, LocalCommits
 from eventlog.storage.checkpoint import FALLBACK_PAGES, Checkpointer
-from eventlog.storage.connection import WAL_SIZE_LIMIT, connect, truncate_wal
+from eventlog.storage.connection import WAL_SIZE_LIMIT, connect, is_busy, truncate_wal
 from eventlog.storage.migrations import migrate
 from eventlog.storage.writer import GroupCommit, WriterThread
 from eventlog.supervision import Supervisor, call_soon_threadsafe
@@ -116,14 +116,25 @@ class SQLiteStorage:
         a whole WAL since; while it lasts the WAL is truncated around every write."""
 
     def _open_writer(self) -> sqlite3.Connection:
-        conn = self._connect(writer=True, busy_timeout=self._writer_busy_timeout)
+        """The writer's connection, the schema brought up to date. Setting up a new file (WAL
+        mode, migrations) needs the write lock: a peer holding it past the lock deadline makes
+        the open fail with DatabaseBusy, as an append would."""
         try:
-            migrate(conn)
-            conn.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_PAGES}")  # see checkpoint.py
-            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
-        except BaseException:
-            conn.close()
-            raise
+            conn = self._connect(writer=True, busy_timeout=self._writer_busy_timeout)
+            try:
+                migrate(conn)
+                conn.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_PAGES}")  # see checkpoint.py
+                conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+            except BaseException:
+                conn.close()
+                raise
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            raise DatabaseBusy(
+                f"another connection held the write lock of {self.path} for over "
+                f"{self._writer_busy_timeout:g}s while it was being set up; nothing was written, retry later"
+            ) from exc
         return conn
 
     async def open(self) -> None:
