@@ -1,0 +1,74 @@
+"""A small disk to run out of: a 4 MB tmpfs mounted for the test (tests run as root), or, where
+mounting is refused, a page cap on the file (``EventLog.open(max_page_count=...)``), which is
+reported in the figures since it spares the WAL and the filesystem the real thing."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SIZE = 4 * 1024 * 1024
+PAGE = 4096
+CAP_BYTES = 1024 * 1024  # what freeing it all raises the cap by, in the fallback
+
+
+class SmallDisk:
+    def __init__(self, root: Path, mounted: bool) -> None:
+        self.root = root
+        self.mounted = mounted
+        self.page_cap: int | None = None if mounted else SIZE // PAGE
+        self._ballast = root / "ballast"
+
+    @property
+    def log_options(self) -> dict[str, Any]:
+        """Options for ``EventLog.open`` on this disk."""
+        return {} if self.page_cap is None else {"max_page_count": self.page_cap}
+
+    def take(self, leave: int) -> None:
+        """Fill the disk with ballast up to ``leave`` free bytes (on tmpfs; the cap of the
+        fallback is a fixed size)."""
+        if not self.mounted:
+            return
+        stats = os.statvfs(self.root)
+        size = max(0, stats.f_bavail * stats.f_frsize - leave)
+        with self._ballast.open("ab") as f:
+            try:
+                f.write(b"\0" * size)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+
+    def give_back(self, nbytes: int | None = None) -> bool:
+        """Free ``nbytes`` of the ballast (all of it by default); True when the log must be
+        reopened to see the space (the fallback's cap is set when a connection opens)."""
+        if self.mounted:
+            if nbytes is None:
+                self._ballast.unlink(missing_ok=True)
+            else:
+                os.truncate(self._ballast, max(0, self._ballast.stat().st_size - nbytes))
+            return False
+        assert self.page_cap is not None
+        self.page_cap += (nbytes or CAP_BYTES) // PAGE
+        return True
+
+
+@contextmanager
+def small_disk(root: Path) -> Iterator[SmallDisk]:
+    """Mount a tmpfs of ``SIZE`` at ``root`` for the block (unmounted afterwards, even on failure),
+    or fall back to a page cap where ``mount`` fails."""
+    root.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SIZE}", "tmpfs", str(root)],
+                            capture_output=True, text=True)
+    disk = SmallDisk(root, mounted=result.returncode == 0)
+    if not disk.mounted:
+        print(f"mount -t tmpfs failed ({result.stderr.strip()}): falling back to max_page_count={disk.page_cap}")
+    try:
+        yield disk
+    finally:
+        if disk.mounted:
+            subprocess.run(["umount", "-l", str(root)], check=True)

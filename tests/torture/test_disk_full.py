@@ -1,0 +1,152 @@
+"""Disk full and recovery, on a real 4 MB filesystem: appends of 2 KB events run until the disk
+is full, which must be a typed ``DatabaseFull`` (HTTP 507 with a JSON body through a server),
+never a hang or a half-written batch; once space is freed, the refused append, repeated with its
+idempotency key, is written once and appends resume. No acknowledged event is lost and the file
+passes ``PRAGMA integrity_check``."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import httpx
+
+from eventlog import DatabaseFull, EventLog
+from tests.conftest import integrity_check
+from tests.http.server import ServerProcess
+from tests.torture.disk import SmallDisk, small_disk
+from tests.torture.figures import Figures
+from tests.torture.producer import error_kind, post_acknowledged
+
+PAD = "x" * 2000
+LEAVE = 512 * 1024  # free bytes the ballast leaves for the log to fill
+RESUME = 10  # appends that must succeed after the space came back
+MAX_APPENDS = 10_000
+FREED = 1024 * 1024  # a disk that never fills is a failure, not an endless loop
+
+
+def event(n: int) -> dict:
+    return {"n": n, "pad": PAD}
+
+
+async def verify_run(log: EventLog, run: str, acked: dict[int, list[int]], figures: Figures) -> None:
+    """The run holds exactly the acknowledged events, in the order they were made."""
+    stored = await log.read(run, limit=10_000)
+    figures.tally([eid for ids in acked.values() for eid in ids], [e.id for e in stored])
+    assert [e.data["n"] for e in stored] == sorted(acked)
+    assert [e.id for e in stored] == [eid for _, ids in sorted(acked.items()) for eid in ids]
+
+
+async def fill(log: EventLog, run: str, acked: dict[int, list[int]], figures: Figures) -> int:
+    """Append until the disk is full, noting each acknowledged id in ``acked`` (by event
+    number); returns how many appends fit."""
+    start = len(acked)
+    for n in range(start, start + MAX_APPENDS):
+        figures.operations += 1
+        try:
+            acked[n] = [await log.append(run, "updates", event(n), idempotency_key=f"n{n}")]
+        except DatabaseFull:
+            figures.error("DatabaseFull")
+            return n - start
+    raise AssertionError("the disk never filled")
+
+
+async def library_rounds(disk: SmallDisk, db: Path, rounds: int, figures: Figures) -> None:
+    """Fill, refuse, free, resume; each round on its own run, deleted once verified so that the
+    next round has room in the file. Odd rounds close the log while the disk is still full."""
+    log = await EventLog.open(db, **disk.log_options)
+    try:
+        for r in range(rounds):
+            run, acked = f"round-{r}", {}
+            disk.take(leave=LEAVE)
+            n = await fill(log, run, acked, figures)
+            figures.faults += 1
+            if r % 2:
+                await log.close()  # must not hang or lose anything on a full disk
+            if disk.give_back() or r % 2:
+                await log.close()  # a no-op when closed above
+                log = await EventLog.open(db, **disk.log_options)
+            for n in range(n, n + RESUME):
+                figures.operations += 1
+                acked[n] = [await log.append(run, "updates", event(n), idempotency_key=f"n{n}")]
+            figures.acknowledged += len(acked)
+            await verify_run(log, run, acked, figures)
+            figures.check()
+            await log.delete(run)
+    finally:
+        await log.close()
+
+
+async def http_round(disk: SmallDisk, db: Path, log_path: Path, figures: Figures) -> None:
+    """The same through a server: 507 with ``database_full`` in JSON, then exactly once."""
+    run, acked, n = "over-http", {}, 0
+    server = ServerProcess(db, log_path=log_path).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            disk.take(leave=LEAVE)
+            while True:
+                assert n < MAX_APPENDS, "the disk never filled"
+                figures.operations += 1
+                body = {"event": "updates", "data": event(n)}
+                response = await http.post(f"/runs/{run}/events", json=body, headers={"Idempotency-Key": f"n{n}"})
+                if response.status_code != 201 and response.status_code != 200:
+                    figures.error(error_kind(response))
+                    assert response.status_code == 507 and response.json()["error"]["code"] == "database_full", response.text
+                    break
+                acked[n] = response.json()["ids"]
+                n += 1
+            figures.faults += 1
+            disk.give_back()
+            for n in range(n, n + RESUME):
+                answer = await post_acknowledged(http, f"/runs/{run}/events", {"event": "updates", "data": event(n)}, f"n{n}", figures)
+                acked[n] = answer["ids"]
+    finally:
+        server.kill()
+    figures.acknowledged += len(acked)
+    async with EventLog.open(db, **disk.log_options) as log:
+        await verify_run(log, run, acked, figures)
+
+
+async def test_disk_full_gives_the_space_back(tmp_path: Path, figures: Figures) -> None:
+    """Issue 8 section 3: after ``DatabaseFull`` the log checkpoints and truncates its WAL, so
+    space freed on the disk is usable at once (before: 1 MB freed, 37 more 2 KB appends), and
+    no large WAL stays behind after close."""
+    with small_disk(tmp_path / "disk") as disk:
+        db = disk.root / "space.db"
+        acked: dict[int, list[int]] = {}
+        log = await EventLog.open(db, **disk.log_options)
+        try:
+            disk.take(leave=LEAVE)
+            first = await fill(log, "space", acked, figures)
+            figures.faults += 1
+            if disk.give_back(FREED):
+                await log.close()
+                log = await EventLog.open(db, **disk.log_options)
+            after = await fill(log, "space", acked, figures)
+            figures.faults += 1
+            figures.acknowledged = len(acked)
+            await verify_run(log, "space", acked, figures)
+        finally:
+            await log.close()
+        wal = db.with_name(db.name + "-wal")
+        wal_size = wal.stat().st_size if wal.exists() else 0
+        figures.note(f"{first} appends filled the disk; {after} more fit in {FREED // 1024} KB freed; WAL after close {wal_size} B")
+        assert integrity_check(db) == "ok"
+    figures.check()
+    usable = after * len(PAD)
+    assert usable >= FREED // 2, f"only {usable} B of {FREED} B freed were usable: the WAL keeps the rest"
+    assert wal_size <= 1024 * 1024, "a large WAL stayed after close"
+
+
+async def test_disk_full_and_recovery(tmp_path: Path, scale: int, figures: Figures) -> None:
+    """``2 x scale`` rounds through the library, then one through a server (on tmpfs)."""
+    with small_disk(tmp_path / "disk") as disk:
+        db = disk.root / "full.db"
+        figures.note("tmpfs of 4 MB" if disk.mounted else f"mount failed: fell back to max_page_count={disk.page_cap}")
+        await library_rounds(disk, db, 2 * scale, figures)
+        if disk.mounted:
+            await http_round(disk, db, tmp_path / "server.log", figures)
+        else:
+            figures.note("no HTTP round: the server takes no page cap")
+        assert integrity_check(db) == "ok"
+    figures.check()
