@@ -56,6 +56,11 @@ class SmallDisk:
         self.page_cap += (nbytes or CAP_BYTES) // PAGE
         return True
 
+    def make_read_only(self) -> None:
+        """Remount the tmpfs read-only: the one way to deny root a write."""
+        assert self.mounted
+        subprocess.run(["mount", "-o", "remount,ro", str(self.root)], check=True)
+
 
 @contextmanager
 def small_disk(root: Path) -> Iterator[SmallDisk]:
