@@ -1,0 +1,143 @@
+"""Corrupted and truncated logs (issue 8 section 3; needs ``eventlog.DatabaseCorrupt`` and
+``eventlog check`` from branch ``faults``): a log whose pages are overwritten in the middle, and
+a log cut short. Whether open checks the file or the first failing read finds out, every way in
+answers ``database_corrupt`` (a typed error; HTTP 503 JSON, ``/healthz`` 503), never a hang, a
+500 or text/plain; writes stop, so the damaged file is left as it was; the server's log names the
+file and says to run ``eventlog check``, which reports the damage with a non-zero exit."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+import eventlog
+from eventlog import EventLog
+from tests.http.server import ServerProcess
+from tests.torture import files
+from tests.torture.figures import Figures
+
+EVENTS = 3000  # about 170 pages of 4 KB
+PAGE = 4096
+
+
+def corrupt_pages(db: Path, rng: random.Random) -> str:
+    """Overwrite a run of pages in the middle of the file (page 1, the header and schema, stays)."""
+    pages = db.stat().st_size // PAGE
+    first = rng.randrange(pages // 4, pages // 2)
+    count = rng.randint(1, 8)
+    with db.open("r+b") as f:
+        f.seek(first * PAGE)
+        f.write(rng.randbytes(count * PAGE))
+    return f"pages {first + 1}-{first + count} of {pages} overwritten"
+
+
+def truncate(db: Path, rng: random.Random) -> str:
+    size = db.stat().st_size
+    keep = rng.randrange(size // 4, 3 * size // 4) // PAGE * PAGE
+    os.truncate(db, keep)
+    return f"cut from {size} to {keep} bytes"
+
+
+def digest(db: Path) -> str:
+    return hashlib.sha256(db.read_bytes()).hexdigest()
+
+
+async def corrupt_through_library(db: Path, figures: Figures) -> None:
+    """Open may refuse; if it does not, the whole-run read fails and so do writes afterwards."""
+    corrupt = eventlog.DatabaseCorrupt
+    figures.operations += 1
+    try:
+        async with asyncio.timeout(files.OPEN_DEADLINE):
+            log = await EventLog.open(db)
+    except corrupt as exc:
+        figures.error(f"{exc.code} at open")
+        assert str(db) in str(exc)
+        return
+    try:
+        async with asyncio.timeout(files.OPEN_DEADLINE):
+            with pytest.raises(corrupt):
+                after = 0
+                while page := await log.read("run", after=after, limit=1000):
+                    figures.operations += 1
+                    after = page[-1].id
+            figures.error("database_corrupt on read")
+            figures.operations += 1
+            with pytest.raises(corrupt):
+                await log.append("run", "updates", {"after": "corruption"})
+            figures.error("database_corrupt on append")
+    finally:
+        await log.close()
+
+
+def corrupt_through_server(db: Path, log_path: Path, figures: Figures) -> None:
+    server = ServerProcess(db, log_path=log_path)
+    try:
+        try:
+            server.start(timeout=files.OPEN_DEADLINE)
+        except RuntimeError:
+            figures.error("server exits at start")
+            assert server.process is not None and server.process.poll() not in (None, 0)
+        else:
+            with httpx.Client(base_url=server.url, timeout=files.OPEN_DEADLINE) as http:
+                after = 0
+                while True:
+                    figures.operations += 1
+                    response = http.get("/runs/run/events", params={"after": after, "limit": 1000})
+                    if response.status_code != 200 or not response.json()["events"]:
+                        break
+                    after = response.json()["events"][-1]["id"]
+                expect_corrupt(response, figures)
+                figures.operations += 2
+                expect_corrupt(http.get("/healthz"), figures, code=None)
+                expect_corrupt(http.post("/runs/run/events", json={"event": "updates", "data": 1}), figures)
+    finally:
+        server.kill()
+    output = log_path.read_text()
+    assert str(db) in output and "eventlog check" in output, output[-3000:]
+
+
+def expect_corrupt(response: httpx.Response, figures: Figures, code: str | None = "database_corrupt") -> None:
+    figures.error(f"HTTP {response.status_code}")
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    if code is not None:
+        assert response.json()["error"]["code"] == code, response.text
+
+
+def check_command(db: Path, figures: Figures) -> int:
+    figures.operations += 1
+    result = subprocess.run([sys.executable, "-m", "eventlog", "check", str(db)], capture_output=True,
+                            text=True, timeout=60)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode
+
+
+@pytest.mark.parametrize("damage", [corrupt_pages, truncate], ids=["corrupt_pages", "truncated"])
+async def test_damaged_log(tmp_path: Path, scale: int, figures: Figures, damage) -> None:
+    """``scale`` damaged copies of a real log, each opened by the library, a server, and
+    ``eventlog check``."""
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    figures.note(f"seed {seed}")
+    pristine = tmp_path / "pristine.db"
+    figures.acknowledged = len(await files.build_log(pristine, EVENTS))
+    assert check_command(pristine, figures) == 0
+    for n in range(scale):
+        db = tmp_path / f"damaged-{n}.db"
+        db.write_bytes(pristine.read_bytes())
+        figures.note(damage(db, rng))
+        figures.faults += 1
+        before = digest(db)
+        await corrupt_through_library(db, figures)
+        corrupt_through_server(db, tmp_path / f"server-{n}.log", figures)
+        assert check_command(db, figures) != 0
+        assert digest(db) == before, "the damaged file was written to"
+    figures.check()
