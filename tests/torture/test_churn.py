@@ -130,6 +130,7 @@ async def test_churn_and_never_reading_clients(tmp_path, scale: int, figures: Fi
             fds, rss = server_fds(server), server_rss_kib(server)
 
             await churn(server, 2000 * scale, figures)
+            assert metric(server, "eventlog_streams_total") >= 100 + 2000 * scale  # they all got a stream
             assert await asyncio.to_thread(settle, lambda: streams_closed(server))
             assert await asyncio.to_thread(settle, lambda: server_fds(server) <= fds + FD_SLACK), (server_fds(server), fds)
             rss_churned = server_rss_kib(server)
