@@ -90,14 +90,14 @@ def verify(stored: list[tuple[int, dict]], acked: dict[int, list[int]], figures:
 
 
 async def test_lock_held_past_the_deadline(tmp_path: Path, helper_script, scale: int, figures: Figures) -> None:
-    """``2 x scale`` holds through the library, then ``scale`` through a server."""
+    """``scale`` holds through the library, then ``scale`` through a server."""
     db = tmp_path / "busy.db"
 
     def hold() -> contextlib.AbstractContextManager[Callable[[], None]]:
         return lock_held(helper_script("lock_holder"), db)
 
     async with EventLog.open(db, lock_timeout=LOCK_TIMEOUT) as log:
-        for r in range(2 * scale):
+        for r in range(scale):
             run = f"library-{r}"
 
             async def append(p: int) -> list[int]:
