@@ -2,13 +2,15 @@
 
 One knob scales every scenario: ``EVENTLOG_TORTURE_SCALE`` (an integer, default 1). The default
 is the bounded form that ``make test`` (plain ``pytest``) runs in a minute or two; ``make
-torture`` runs the long form (``EVENTLOG_TORTURE_SCALE=8``: 24 server kills, 80 producer kills,
+torture`` runs the long form (``EVENTLOG_TORTURE_SCALE=8``: 48 server kills, 80 producer kills,
 ...). Each scenario multiplies its own base counts by ``scale``, and its timeout grows with it.
+``EVENTLOG_TORTURE_SEED`` replays a run's randomness (each scenario notes its seed).
 Every test here carries the ``torture`` marker, so ``-m 'not torture'`` leaves the suite out."""
 
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Iterator
 
@@ -49,6 +51,15 @@ def figures(request: pytest.FixtureRequest) -> Iterator[Figures]:
     started = time.monotonic()
     yield recorded
     recorded.seconds = time.monotonic() - started
+
+
+@pytest.fixture
+def rng(figures: Figures) -> random.Random:
+    """The scenario's randomness (kill moments, damaged pages...), from ``EVENTLOG_TORTURE_SEED``
+    when set, else a fresh seed; either way the seed is in the figures, to replay a failure."""
+    seed = int(os.environ.get("EVENTLOG_TORTURE_SEED") or random.randrange(2**32))
+    figures.note(f"seed {seed}")
+    return random.Random(seed)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

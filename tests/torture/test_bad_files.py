@@ -27,11 +27,8 @@ async def refuse(db: Path, error: type[EventLogError], log_path: Path, figures: 
     files.same_files(db, before)
 
 
-async def test_refused_files(tmp_path: Path, scale: int, figures: Figures) -> None:
+async def test_refused_files(tmp_path: Path, scale: int, figures: Figures, rng: random.Random) -> None:
     """Foreign, ``2 x scale`` garbage files, newer schema, read-only."""
-    seed = random.randrange(2**32)
-    rng = random.Random(seed)
-    figures.note(f"seed {seed}")
     logs = tmp_path / "logs"
     logs.mkdir()
     files.foreign(logs / "foreign.db")

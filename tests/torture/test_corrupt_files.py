@@ -121,12 +121,9 @@ def check_command(db: Path, figures: Figures) -> int:
 
 
 @pytest.mark.parametrize("damage", [corrupt_pages, truncate], ids=["corrupt_pages", "truncated"])
-async def test_damaged_log(tmp_path: Path, scale: int, figures: Figures, damage) -> None:
+async def test_damaged_log(tmp_path: Path, scale: int, figures: Figures, rng: random.Random, damage) -> None:
     """``scale`` damaged copies of a real log, each opened by the library, a server, and
     ``eventlog check``."""
-    seed = random.randrange(2**32)
-    rng = random.Random(seed)
-    figures.note(f"seed {seed}")
     pristine = tmp_path / "pristine.db"
     figures.acknowledged = len(await files.build_log(pristine, EVENTS))
     assert check_command(pristine, figures) == 0

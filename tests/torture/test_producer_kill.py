@@ -135,13 +135,10 @@ async def verify_cycle(db: Path, cycle: int, lines: list[dict], floor: int, figu
     return newest
 
 
-def test_producer_kill9_group_commit(tmp_path: Path, helper_script, scale: int, figures: Figures) -> None:
+def test_producer_kill9_group_commit(tmp_path: Path, helper_script, scale: int, figures: Figures, rng: random.Random) -> None:
     """``10 x scale`` kill -9s of a producer of 16 concurrent tasks; every fifth during start-up,
     every fourth with ``durability="power"``."""
     db = tmp_path / "crash.db"
-    seed = random.randrange(2**32)
-    figures.note(f"seed {seed}")
-    rng = random.Random(seed)
     cycles = 10 * scale
     floor = 0
     killed_early = 0

@@ -29,12 +29,9 @@ async def wait_until(condition, deadline: float = 60.0) -> None:
     await asyncio.wait_for(poll(), deadline)
 
 
-async def test_server_kill9_loop(tmp_path, scale: int, figures: Figures) -> None:
-    """``4 x scale`` kills; batches of 1-3 events, each POST with its own key."""
-    seed = random.randrange(2**32)
-    rng = random.Random(seed)
-    cycles = 4 * scale
-    figures.note(f"seed {seed}")
+async def test_server_kill9_loop(tmp_path, scale: int, figures: Figures, rng: random.Random) -> None:
+    """``6 x scale`` kills; batches of 1-3 events, each POST with its own key."""
+    cycles = 6 * scale
     server = ServerProcess(tmp_path / "kill.db").start()
     url = f"{server.url}/runs/{RUN}"
     acknowledged: list[int] = []
