@@ -35,7 +35,10 @@ class SmallDisk:
         if not self.mounted:
             return
         stats = os.statvfs(self.root)
-        size = max(0, stats.f_bavail * stats.f_frsize - leave)
+        free = stats.f_bavail * stats.f_frsize
+        held = {p.name: p.stat().st_size for p in self.root.iterdir()}
+        assert free > leave, f"only {free} B free before the ballast: the log holds on to the disk ({held})"
+        size = free - leave
         with self._ballast.open("ab") as f:
             try:
                 f.write(b"\0" * size)

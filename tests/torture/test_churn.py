@@ -1,6 +1,7 @@
 """Connection churn and never-reading clients against a real server: thousands of SSE
 connections opened and dropped, then 300 clients that send the stream request and never read a
-byte while a producer appends. No stream, task or descriptor stays behind (the server's fds come
+byte while a producer appends, then a few that 20 MB go past (so the server's sends to them
+stall beyond what the kernel buffers). No stream, task or descriptor stays behind (the server's fds come
 back to the baseline), its memory stays flat within a generous bound once they are gone, and a
 consumer reading alongside them gets every event, in order."""
 
@@ -21,8 +22,12 @@ from tests.torture.figures import Figures
 from tests.torture.producer import post_acknowledged
 
 RUN = "churn"
+PAD = "x" * 2000
 NEVER_READERS = 300
-EVENTS = 100  # of 2 KB, for each never-reader (on loopback the kernel's socket buffers take them)
+POSTS = 1  # of 200 KB, read by each never-reader: on loopback the kernel's socket buffers take it
+STALLED = 4
+STALL_POSTS = 100  # 20 MB per stalled reader: far more than the kernel buffers (4 MB at most)
+STALL_BOUND_KIB = 40 * 1024  # what buffering the 16 MB beyond them would cost, and then some
 FD_SLACK = 5  # descriptors the server may legitimately open meanwhile (reader threads' files...)
 RSS_BOUND_KIB = 64 * 1024  # generous: what the server may keep after the storm (allocator caches)
 SETTLE = 20.0  # seconds to wait for the server to let go of everything
@@ -80,8 +85,8 @@ async def churn(server: ServerProcess, connections: int, figures: Figures) -> No
 
 
 def never_reader(server: ServerProcess, run: str) -> socket.socket:
-    """A client that asks for the stream and then never reads: a small receive buffer, so the
-    server's writes back up at once."""
+    """A client that asks for the stream and then never reads (a small receive buffer: the
+    socket's buffers fill sooner)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.port))
@@ -89,30 +94,32 @@ def never_reader(server: ServerProcess, run: str) -> socket.socket:
     return sock
 
 
-async def never_readers_round(server: ServerProcess, http: httpx.AsyncClient, run: str,
-                              figures: Figures) -> tuple[list[int], int]:
-    """300 never-readers on ``run`` while a producer appends and a consumer reads it to its end;
-    the consumer must get every event. Returns the acknowledged ids and the server's RSS while
-    the never-readers hung on."""
+async def never_readers_round(server: ServerProcess, http: httpx.AsyncClient, run: str, readers: int,
+                              posts: int, figures: Figures) -> tuple[list[int], int]:
+    """``readers`` never-readers on ``run`` while a producer makes ``posts`` POSTs of 100 events
+    of 2 KB (200 KB each) and a consumer reads the run to its end; the consumer must get every
+    event. Returns the acknowledged ids and the server's highest RSS meanwhile."""
     acked = (await post_acknowledged(http, f"/runs/{run}/events", {"event": "metadata", "data": {}}, "first", figures))["ids"]
-    readers = [never_reader(server, run) for _ in range(NEVER_READERS)]
-    figures.faults += NEVER_READERS
-    figures.operations += NEVER_READERS
+    sockets = [never_reader(server, run) for _ in range(readers)]
+    figures.faults += readers
+    figures.operations += readers
+    peak = 0
     try:
+        assert await asyncio.to_thread(settle, lambda: metric(server, "eventlog_active_streams") >= readers)
         consumer = asyncio.create_task(consume(f"{server.url}/runs/{run}/stream", deadline=120))
-        for n in range(EVENTS):
-            body = {"event": "updates", "data": {"n": n, "pad": "x" * 2000}}
-            acked += (await post_acknowledged(http, f"/runs/{run}/events", body, f"n{n}", figures))["ids"]
-        assert metric(server, "eventlog_active_streams") >= NEVER_READERS, "a never-reader's stream was dropped"
-        rss_held = server_rss_kib(server)
+        for b in range(posts):
+            body = {"events": [{"event": "updates", "data": {"b": b, "k": k, "pad": PAD}} for k in range(100)]}
+            acked += (await post_acknowledged(http, f"/runs/{run}/events", body, f"b{b}", figures))["ids"]
+            peak = max(peak, server_rss_kib(server))
+        assert metric(server, "eventlog_active_streams") >= readers, "a never-reader's stream was dropped"
         acked.append((await post_acknowledged(http, f"/runs/{run}/end", {"reason": "success"}, None, figures))["id"])
         received = await asyncio.wait_for(consumer, 120)
     finally:
-        for sock in readers:
+        for sock in sockets:
             sock.close()
     figures.tally(acked, received.ids)
     assert received.ids == acked, "the consumer beside the never-readers missed or repeated events"
-    return acked, rss_held
+    return acked, peak
 
 
 def streams_closed(server: ServerProcess) -> bool:
@@ -125,7 +132,10 @@ async def test_churn_and_never_reading_clients(tmp_path, scale: int, figures: Fi
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
             acked = (await post_acknowledged(http, f"/runs/{RUN}/events", {"event": "metadata", "data": {}}, "first", figures))["ids"]
-            await churn(server, 100, figures)  # warm up allocations and thread pools
+            # Warm up allocations, caches and thread pools: streams dropped, and 20 MB written and
+            # read (the first time takes the server some 50 MB that it keeps, readers or not).
+            await churn(server, 100, figures)
+            acked += (await never_readers_round(server, http, "warm-up", 0, STALL_POSTS, figures))[0]
             assert await asyncio.to_thread(settle, lambda: streams_closed(server))
             fds, rss = server_fds(server), server_rss_kib(server)
 
@@ -137,10 +147,17 @@ async def test_churn_and_never_reading_clients(tmp_path, scale: int, figures: Fi
 
             peak = 0
             for r in range(scale):
-                round_acked, rss_held = await never_readers_round(server, http, f"hung-{r}", figures)
+                round_acked, rss_held = await never_readers_round(server, http, f"hung-{r}", NEVER_READERS, POSTS, figures)
                 acked += round_acked
                 peak = max(peak, rss_held)
                 assert await asyncio.to_thread(settle, lambda: streams_closed(server))
+
+            # A few never-readers that 20 MB go past: the server's sends to them stall, and a slow
+            # reader must cost no memory (it reads from the file at its own pace).
+            rss_before_stall = server_rss_kib(server)
+            round_acked, rss_stalled = await never_readers_round(server, http, "stalled", STALLED, STALL_POSTS, figures)
+            acked += round_acked
+            assert await asyncio.to_thread(settle, lambda: streams_closed(server))
 
             assert await asyncio.to_thread(settle, lambda: server_fds(server) <= fds + FD_SLACK), (server_fds(server), fds)
             rss_after = server_rss_kib(server)
@@ -148,6 +165,8 @@ async def test_churn_and_never_reading_clients(tmp_path, scale: int, figures: Fi
         server.kill()
     figures.acknowledged = len(acked)
     figures.note(f"server fds {fds} at baseline and after; RSS {rss // 1024} MB at baseline, {rss_churned // 1024} "
-                 f"after churn, {peak // 1024} peak with never-readers, {rss_after // 1024} after they left")
+                 f"after churn, {peak // 1024} peak with 300 never-readers, {rss_stalled // 1024} peak with "
+                 f"{STALLED} stalled (from {rss_before_stall // 1024}), {rss_after // 1024} after they left")
     assert rss_churned - rss <= RSS_BOUND_KIB and rss_after - rss <= RSS_BOUND_KIB, "the server kept memory"
+    assert rss_stalled - rss_before_stall <= STALL_BOUND_KIB, "the server buffers what stalled readers do not read"
     figures.check()
