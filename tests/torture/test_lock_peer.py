@@ -21,6 +21,7 @@ from eventlog import EventLog
 from tests.http.server import ServerProcess
 from tests.torture.figures import Figures
 from tests.torture.producer import error_kind, post_acknowledged
+from tests.torture.waits import wait_until
 
 LOCK_TIMEOUT = 0.5  # seconds; the peer holds the lock until every producer was refused
 PRODUCERS = 6
@@ -47,14 +48,6 @@ def lock_held(command: list[str], db: Path) -> Iterator[Callable[[], None]]:
         peer.wait()
 
 
-async def wait_until(condition: Callable[[], bool]) -> None:
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), DEADLINE)
-
-
 async def through_a_held_lock(hold: Callable, produce: Callable[[int], Awaitable[list[int]]],
                               refusals: Callable[[], int], figures: Figures) -> dict[int, list[int]]:
     """Producers append while the peer holds the lock, which it lets go once every producer was
@@ -67,7 +60,7 @@ async def through_a_held_lock(hold: Callable, produce: Callable[[int], Awaitable
     with hold() as release:
         before = refusals()
         producers = [asyncio.create_task(one(p)) for p in range(PRODUCERS)]
-        await wait_until(lambda: refusals() - before >= PRODUCERS)
+        await wait_until(lambda: refusals() - before >= PRODUCERS, DEADLINE)
         assert not acked, "an append got through while the peer held the lock"
         await asyncio.to_thread(release)
         figures.faults += 1

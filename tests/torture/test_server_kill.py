@@ -16,17 +16,10 @@ from tests.http.server import ServerProcess
 from tests.http.sse_client import Received, consume
 from tests.torture.figures import Figures
 from tests.torture.producer import post_acknowledged
+from tests.torture.waits import wait_until
 
 RUN = "kill-loop"
 PROGRESS = 8  # events acknowledged between two kills, so every kill interrupts real traffic
-
-
-async def wait_until(condition, deadline: float = 60.0) -> None:
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), deadline)
 
 
 async def test_server_kill9_loop(tmp_path, scale: int, figures: Figures, rng: random.Random) -> None:
