@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from eventlog.errors import (
+    DatabaseBusy,
     DatabaseFull,
     EventLogError,
     IdempotencyConflict,
@@ -25,6 +26,7 @@ from eventlog.storage.base import RetentionPolicy
 
 __all__ = [
     "HEARTBEAT",
+    "DatabaseBusy",
     "DatabaseFull",
     "End",
     "Event",

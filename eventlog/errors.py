@@ -90,6 +90,14 @@ class DatabaseFull(EventLogError):
     code = "database_full"
 
 
+class DatabaseBusy(EventLogError):
+    """Another connection (another process, most often) held the write lock for longer than
+    the log's ``lock_timeout``: nothing of this call was stored, and a retry (with the same
+    idempotency key) is safe."""
+
+    code = "database_busy"
+
+
 class NotAnEventLog(EventLogError):
     """The file at the path is corrupt, or an SQLite database of some other program."""
 

@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             retention=settings.retention,
             retention_interval=settings.retention_interval,
             poll_interval=settings.poll_interval,
+            lock_timeout=settings.lock_timeout,
         ) as log:
             app.state.log = log
             yield

@@ -1,5 +1,5 @@
 """Every failure becomes a JSON body ``{"error": {"code", "message"}}`` with a 4xx status (or
-507 for a full disk, 503 while shutting down): clients can switch on ``code``."""
+507 for a full disk, 503 while shutting down or while another process holds the write lock): clients can switch on ``code``."""
 
 from __future__ import annotations
 
@@ -23,8 +23,14 @@ _STATUS: list[tuple[type[errors.EventLogError], int]] = [
     (errors.IdempotencyConflict, 422),
     (errors.InvalidInput, 422),
     (errors.DatabaseFull, 507),
+    (errors.DatabaseBusy, 503),
     (errors.LogClosed, 503),
 ]
+
+RETRY_AFTER = "1"
+"""Seconds a client should wait before retrying after DatabaseBusy (another process held the
+write lock past the deadline; it is usually a short burst, and a retry with the same
+Idempotency-Key is safe)."""
 
 
 class ApiError(Exception):
@@ -50,7 +56,8 @@ async def handle_api_error(request: Request, exc: Exception) -> JSONResponse:
 async def handle_log_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.EventLogError)
     status = next((s for cls, s in _STATUS if isinstance(exc, cls)), 400)
-    return error_response(status, exc.code, str(exc))
+    headers = {"Retry-After": RETRY_AFTER} if isinstance(exc, errors.DatabaseBusy) else None
+    return error_response(status, exc.code, str(exc), headers)
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:

@@ -20,6 +20,11 @@ _METRICS = [
     ("eventlog_bytes", "gauge", "Bytes of event data stored in the file.", "bytes"),
 ]
 
+_BACKGROUND = [
+    ("eventlog_background_failures_total", "Failures of background components in this process.", "background_failures"),
+    ("eventlog_background_restarts_total", "Restarts of background components in this process.", "background_restarts"),
+]
+
 
 async def metrics(request: Request) -> Response:
     log: EventLog = request.app.state.log
@@ -33,6 +38,9 @@ async def metrics(request: Request) -> Response:
     lines = []
     for name, kind, help_text, key in rows:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {stats[key]}"]
+    for name, help_text, key in _BACKGROUND:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+        lines += [f'{name}{{component="{component}"}} {n}' for component, n in stats[key].items()]
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
 

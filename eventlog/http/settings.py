@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     abandon_after: float | None = Field(None, gt=0, description="seconds without events after which a run is ended as abandoned")
     retention_interval: float = Field(1.0, gt=0)
     poll_interval: float = Field(1.0, gt=0, description="fallback for cross-process wake-ups")
+    lock_timeout: float = Field(30.0, gt=0, description="seconds a write waits for another process' write lock before 503")
 
     @field_validator("cors_origins", "api_key", "jwt_algorithms", mode="before")
     @classmethod

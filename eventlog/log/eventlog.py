@@ -16,6 +16,7 @@ from eventlog.log.subscription import Item, OnGap, flatten, subscribe_batches
 from eventlog.models import Event, RunInfo
 from eventlog.storage.base import Append, Committed, CreateRun, Durability, EndRun, RetentionPolicy, Storage
 from eventlog.storage.sqlite import SQLiteStorage
+from eventlog.supervision import Supervisor
 
 MAX_READ_LIMIT = 10_000
 
@@ -34,11 +35,20 @@ class EventLog:
         tail_size: int = 1024,
         cross_process: bool = True,
         page_size: int = 500,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._storage = storage
-        self._notifier = Notifier(storage, tail_size=tail_size, cross_process=cross_process)
+        self._supervisor = supervisor or Supervisor()
+        """Shared with the storage's threads when ``open`` built both: see ``stats``."""
+        self._notifier = Notifier(
+            storage, tail_size=tail_size, cross_process=cross_process, supervisor=self._supervisor
+        )
         self._janitor = Janitor(
-            storage, retention, interval=retention_interval, on_deleted=self._notifier.on_deleted
+            storage,
+            retention,
+            interval=retention_interval,
+            on_deleted=self._notifier.on_deleted,
+            supervisor=self._supervisor,
         )
         self._page_size = page_size
         self._closed = False
@@ -54,6 +64,7 @@ class EventLog:
         retention: RetentionPolicy = RetentionPolicy(),
         retention_interval: float = 1.0,
         busy_timeout: float = 5.0,
+        lock_timeout: float = 30.0,
         max_page_count: int | None = None,
         poll_interval: float = 1.0,
         tail_size: int = 1024,
@@ -64,15 +75,22 @@ class EventLog:
         ``durability``: ``"process"`` (default) keeps every acknowledged append across a crash
         or ``kill -9`` of the process; ``"power"`` also across a power loss, with an fsync per
         commit. ``poll_interval`` bounds how late a wake-up from another process can be when
-        file-change notification is unavailable; ``max_page_count`` caps the file's size."""
+        file-change notification is unavailable; ``max_page_count`` caps the file's size.
+        ``lock_timeout``: seconds a write waits while another process holds the write lock,
+        after which it raises DatabaseBusy (nothing written; retrying is safe)."""
         if durability not in ("process", "power"):
             raise InvalidInput(f"durability must be 'process' or 'power' (got {durability!r})")
+        if not isinstance(lock_timeout, int | float) or not lock_timeout > 0:
+            raise InvalidInput(f"lock_timeout must be a positive number of seconds (got {lock_timeout!r})")
+        supervisor = Supervisor()
         storage = SQLiteStorage(
             Path(path),
             durability=durability,
             busy_timeout=busy_timeout,
+            lock_timeout=float(lock_timeout),
             max_page_count=max_page_count,
             poll_interval=poll_interval,
+            supervisor=supervisor,
         )
         log = cls(
             storage,
@@ -80,6 +98,7 @@ class EventLog:
             retention_interval=retention_interval,
             tail_size=tail_size,
             cross_process=cross_process,
+            supervisor=supervisor,
         )
         return _Opening(log)
 
@@ -234,9 +253,14 @@ class EventLog:
         return self._janitor.policy
 
     async def stats(self) -> dict[str, Any]:
-        """Counters for monitoring: stored totals and this process' activity."""
+        """Counters for monitoring: stored totals and this process' activity, including the
+        failures and restarts of each background component (``background_failures`` and
+        ``background_restarts``: component name -> count)."""
         stored = await self._storage.stats()
+        background = self._supervisor.counts()
         return {
+            "background_failures": background["failures"],
+            "background_restarts": background["restarts"],
             **stored,
             "appended": self.appended,
             "wakeups": self._notifier.wakeups,

@@ -15,13 +15,11 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from eventlog.models import END_EVENT, End, Event, RunInfo
 from eventlog.storage.base import Committed, Storage
-
-logger = logging.getLogger(__name__)
+from eventlog.supervision import Supervisor, keep_running
 
 
 class RunChannel:
@@ -128,8 +126,16 @@ def _expire(waiter: asyncio.Future[bool]) -> None:
 class Notifier:
     """Routes commits (from this process' writer, and hints from other processes) to channels."""
 
-    def __init__(self, storage: Storage, *, tail_size: int = 1024, cross_process: bool = True) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        tail_size: int = 1024,
+        cross_process: bool = True,
+        supervisor: Supervisor | None = None,
+    ) -> None:
         self._storage = storage
+        self._supervisor = supervisor or Supervisor()
         self._tail_size = tail_size
         self._channels: dict[str, RunChannel] = {}
         self._cross_process = cross_process
@@ -184,26 +190,43 @@ class Notifier:
         channel.wake()
 
     async def _follow_other_processes(self) -> None:
-        """Turn the storage's change feed into wake-ups. For a run whose tail is known, fetch the
-        new events once here, so that its many subscribers need not each query the file."""
+        """Turn the storage's change feed into wake-ups, for the life of the notifier.
+
+        Needed for correctness (without it, another process' commits reach subscribers only at
+        their next heartbeat), so a failure of the feed, or of this loop, is reported once per
+        streak and the follower starts a new feed after a back-off."""
+        await keep_running(self._supervisor, "follower", self._follow)
+
+    async def _follow(self, healthy: Callable[[], None]) -> None:
+        """One change feed, until it fails. For a run whose tail is known, fetch the new events
+        once here, so that its many subscribers need not each query the file."""
+        restarted = self._watching.is_set()  # a feed ran before: commits since it died are unannounced
+        first = True
         try:
-            async for changed in self._storage.changes():
-                self._watching.set()
-                for run_id, last_id in changed:
-                    channel = self._channels.get(run_id)
-                    if channel is None or (channel.newest is not None and channel.newest >= last_id):
-                        continue
-                    await self._catch_up(channel)
-                    self._wake(channel)
-                for channel in list(self._channels.values()):
-                    if channel.floor is None:  # e.g. waiting for a run to be created
-                        self._wake(channel)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("cross-process change feed failed; subscribers fall back to heartbeats")
+            async with contextlib.aclosing(self._storage.changes()) as changes:
+                async for changed in changes:
+                    if first:  # watching from here on
+                        first = False
+                        self._watching.set()
+                        healthy()
+                        if restarted:  # look at every run: any may have advanced unseen
+                            changed = [(channel.run_id, 0) for channel in self._channels.values()]
+                    await self._deliver(changed)
         finally:
             self._watching.set()  # nobody may wait for a feed that has stopped
+
+    async def _deliver(self, changed: list[tuple[str, int]]) -> None:
+        """Catch up and wake the channels of the runs other processes advanced (``last_id`` 0:
+        they may have), and every channel still waiting for its run to appear."""
+        for run_id, last_id in changed:
+            channel = self._channels.get(run_id)
+            if channel is None or (last_id and channel.newest is not None and channel.newest >= last_id):
+                continue
+            await self._catch_up(channel)
+            self._wake(channel)
+        for channel in list(self._channels.values()):
+            if channel.floor is None:  # e.g. waiting for a run to be created
+                self._wake(channel)
 
     async def _catch_up(self, channel: RunChannel) -> None:
         """Read what other processes committed after the tail, until the tail is complete."""
@@ -217,12 +240,13 @@ class Notifier:
                 return
 
     async def close(self) -> None:
-        """Stop the change feed and wake every subscriber, so that none waits on a closed log."""
+        """Stop the change feed and wake every subscriber, so that none waits on a closed log.
+        Idempotent: a second call waits for the same follower to end."""
         self.closed = True
-        if self._follower is not None:
-            self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follower
+        follower = self._follower
+        if follower is not None:
+            follower.cancel()
+            await asyncio.wait([follower])
             self._follower = None
         for channel in list(self._channels.values()):
             channel.wake()

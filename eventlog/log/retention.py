@@ -2,20 +2,22 @@
 
 Work is cut into short transactions of at most ``batch_rows`` rows that queue behind appends on
 the single writer, so a large trim never holds up producers for long.
+
+Lifecycle: a failed pass is reported to the supervisor (logged once per streak, counted as
+``janitor``) and the loop simply tries again at the next interval; ``stop`` is idempotent and
+closes the janitor for good.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from eventlog.errors import RunActive, RunEnded, RunNotFound
 from eventlog.storage.base import EndRun, RetentionPolicy, Storage
-
-logger = logging.getLogger(__name__)
+from eventlog.supervision import Supervisor
 
 ABANDONED = "abandoned"
 """The end reason of a run the janitor ended after ``abandon_after`` seconds without events."""
@@ -38,8 +40,11 @@ class Janitor:
         interval: float,
         on_deleted: Callable[[str], None],
         batch_rows: int = 500,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._storage = storage
+        self._supervisor = supervisor or Supervisor()
+        self._closed = False
         self._on_deleted = on_deleted
         self.policy = policy
         self._interval = interval
@@ -54,7 +59,7 @@ class Janitor:
         return policy.trims_runs or policy.ended_ttl is not None or policy.abandon_after is not None
 
     def start(self) -> None:
-        if self.has_work and self._task is None:
+        if self.has_work and self._task is None and not self._closed:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="eventlog-janitor")
 
     async def _loop(self) -> None:
@@ -63,8 +68,10 @@ class Janitor:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("retention pass failed; retrying in %.1fs", self._interval)
+            except Exception as exc:
+                self._supervisor.failed("janitor", exc)
+            else:
+                self._supervisor.recovered("janitor")
             await asyncio.sleep(self._interval)
 
     async def run_once(self, now: float | None = None) -> RetentionReport:
@@ -100,10 +107,9 @@ class Janitor:
         return report
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        self._closed = True
+        task = self._task
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])  # every concurrent stop waits for the same end
             self._task = None

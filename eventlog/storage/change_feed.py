@@ -9,19 +9,24 @@ This process' own commits also write the WAL, and they are already announced on 
 writer. A run whose newest id is one this process' writer just committed needs no second word
 (ids are never reused, so equality proves it), so those are dropped here, on this thread: a busy
 producer costs the event loop nothing extra, and only other processes' commits reach it.
+
+Lifecycle (``eventlog.supervision.Worker``): the feed's thread owns its connection and the file
+watch and closes both as it ends; ``stop`` only interrupts it. A failure is not logged here: it
+is delivered to the consumer (the notifier's follower), which reports it once and starts a new
+feed after a back-off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
 from eventlog.storage.file_watch import FileWatch
+from eventlog.supervision import Supervisor, Worker, call_soon_threadsafe
 
 Changes = list[tuple[str, int]]
 RECHECKS = (0.002, 0.02, 0.2)
@@ -54,20 +59,20 @@ class LocalCommits:
         return self._last.get(run_id) == last_id
 
 
-class ChangeFeed:
+class ChangeFeed(Worker):
     def __init__(
         self,
         path: Path,
         connect: Callable[[], sqlite3.Connection],
         local: LocalCommits,
         poll_interval: float,
+        supervisor: Supervisor,
     ) -> None:
+        super().__init__("follower", supervisor, "eventlog-changes")
         self._watch = FileWatch(path)
         self._connect = connect
         self._local = local
         self._poll_interval = poll_interval
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="eventlog-changes", daemon=True)
 
     def start(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[Changes | BaseException], None]) -> None:
         """Begin watching; ``deliver`` gets, on ``loop``: an empty list once watching has begun,
@@ -75,34 +80,33 @@ class ChangeFeed:
         advanced, e.g. a run was created), or the exception that ended the feed."""
         self._loop, self._deliver = loop, deliver
         self._watch.start()
-        self._thread.start()
+        super().start()
 
-    def stop(self) -> None:
-        """Ask the thread to end; it closes its connection and the watch itself."""
-        self._stopping.set()
+    def _wake(self) -> None:
         self._watch.interrupt()
 
-    def _send(self, item: Changes | BaseException) -> None:
-        if not self._stopping.is_set():
-            self._loop.call_soon_threadsafe(self._deliver, item)
+    def _failed(self, exc: BaseException) -> None:
+        self._send(exc)
 
-    def _run(self) -> None:
-        try:
-            conn = self._connect()
-        except BaseException as exc:
-            self._send(exc)
-            self._watch.close()
-            return
+    def _settle(self, error: BaseException | None) -> None:
+        self._watch.close()  # the thread waits no more: nothing can use the descriptors now
+
+    def _send(self, item: Changes | BaseException) -> None:
+        if not self.stopping:
+            call_soon_threadsafe(self._loop, self._deliver, item)
+
+    def run(self) -> None:
+        conn = self._connect()
         try:
             version = conn.execute("PRAGMA data_version").fetchone()[0]
             seen = conn.execute("SELECT coalesce(max(last_id), 0) FROM runs").fetchone()[0]
             self._send([])  # watching from here on: every later commit will be reported
             rechecks: list[float] = []
-            while not self._stopping.is_set():
+            while not self.stopping:
                 if self._watch.wait(rechecks.pop(0) if rechecks else self._poll_interval):
                     rechecks = list(RECHECKS)
                     time.sleep(SETTLE)
-                if self._stopping.is_set():
+                if self.stopping:
                     break
                 now = conn.execute("PRAGMA data_version").fetchone()[0]
                 if now == version:
@@ -116,8 +120,5 @@ class ChangeFeed:
                 foreign = [(run_id, last_id) for run_id, last_id in changed if not self._local.explains(run_id, last_id)]
                 if foreign or not changed:
                     self._send(foreign)
-        except BaseException as exc:
-            self._send(exc)
         finally:
             conn.close()
-            self._watch.close()

@@ -17,6 +17,12 @@ higher ``wal_autocheckpoint`` (``FALLBACK_PAGES``) as a bound on the WAL's size,
 checkpoint finds most of its work done. The price: the WAL file's high-water mark is about 16 MB
 instead of 4 MB (SQLite reuses the file rather than truncating it). When nothing is written, the
 thread sleeps.
+
+A failure (its connection cannot be opened, a checkpoint fails other than by lock contention) is
+logged once and counted, and the checkpointer then stays down: it is an optimisation, not needed
+for correctness, because the writer's own ``wal_autocheckpoint`` keeps bounding the WAL (commits
+then pay for the checkpoints again); restarting a thread that fails for a lasting reason (the
+file went away, a bad disk) would only repeat the failure.
 """
 
 from __future__ import annotations
@@ -25,46 +31,44 @@ import sqlite3
 import threading
 from collections.abc import Callable
 
+from eventlog.storage.connection import is_busy
+from eventlog.supervision import Supervisor, Worker
+
 FALLBACK_PAGES = 4000
 """The writer's own ``wal_autocheckpoint``: bounds the WAL (about 16 MB with 4 KiB pages)."""
 
 
-class Checkpointer:
-    def __init__(self, connect: Callable[[], sqlite3.Connection], min_interval: float = 0.05) -> None:
+class Checkpointer(Worker):
+    def __init__(
+        self, connect: Callable[[], sqlite3.Connection], supervisor: Supervisor, min_interval: float = 0.05
+    ) -> None:
+        super().__init__("checkpointer", supervisor, "eventlog-checkpoint")
         self._connect = connect
         self._min_interval = min_interval
         self._due = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="eventlog-checkpoint", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
 
     def poke(self) -> None:
         """Something was committed: checkpoint soon. Cheap enough to call after every commit."""
         if not self._due.is_set():
             self._due.set()
 
-    def stop(self) -> None:
-        """Ask the thread to end; it closes its connection after the checkpoint in progress."""
-        self._stopping.set()
-        self._due.set()
+    def _wake(self) -> None:
+        self._due.set()  # it closes its connection after the checkpoint in progress
 
-    def _run(self) -> None:
-        try:
-            conn = self._connect()
-        except Exception:  # e.g. the file went away: the writer's autocheckpoint still bounds the WAL
-            return
+    def run(self) -> None:
+        conn = self._connect()
         try:
             while True:
                 self._due.wait()
-                if self._stopping.is_set():
+                if self.stopping:
                     return
                 self._due.clear()
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error:
-                    pass  # e.g. another process is checkpointing: the next commit pokes again
+                except sqlite3.OperationalError as exc:
+                    if not is_busy(exc):
+                        raise
+                    # another process is checkpointing: the next commit pokes again
                 if self._stopping.wait(self._min_interval):
                     return
         finally:

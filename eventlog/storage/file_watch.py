@@ -4,6 +4,11 @@ On Linux, inotify reports every write to the WAL (and to the main file at checkp
 change feed's thread blocks in ``select`` on the inotify descriptor, so an idle process spends no
 CPU at all. Elsewhere only the caller's timeout (a slow fallback poll) ends a wait. A wake-up only
 says "look again": the change feed then asks the database what actually changed.
+
+Ownership of the descriptors: the waiting thread uses them and closes them (``close``) when it is
+done; any other thread only calls ``interrupt``. Both take the same lock and ``close`` marks the
+watch closed, so an ``interrupt`` racing the end of the thread either writes before the close or
+does nothing: it can never write into a closed descriptor, nor into one whose number was reused.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import select
 import struct
 import sys
+import threading
 from pathlib import Path
 
 _IN_MODIFY = 0x00000002
@@ -33,6 +39,9 @@ class FileWatch:
         self._prefix = path.name.encode()
         self._fd: int | None = None
         self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)  # a full pipe already holds a pending wake-up
+        self._lock = threading.Lock()
+        self._closed = False
 
     @property
     def active(self) -> bool:
@@ -63,8 +72,15 @@ class FileWatch:
         return self._fd in readable and self._drain()
 
     def interrupt(self) -> None:
-        """End the current (or next) ``wait`` at once; callable from any thread."""
-        os.write(self._wake_write, b"!")
+        """End the current (or next) ``wait`` at once; callable from any thread, also after
+        ``close`` (then it does nothing)."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                os.write(self._wake_write, b"!")
+            except BlockingIOError:
+                pass
 
     def _drain(self) -> bool:
         assert self._fd is not None
@@ -81,7 +97,12 @@ class FileWatch:
         return relevant
 
     def close(self) -> None:
-        for fd in (self._fd, self._wake_read, self._wake_write):
-            if fd is not None:
-                os.close(fd)
-        self._fd = None
+        """Close the descriptors; by the thread that waits, once it waits no more. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for fd in (self._fd, self._wake_read, self._wake_write):
+                if fd is not None:
+                    os.close(fd)
+            self._fd = None

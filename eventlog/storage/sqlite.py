@@ -3,6 +3,10 @@
 Writes go through ``GroupCommit`` to the writer thread; reads run on reader threads, each with
 its own connection, so a slow reader never holds up a commit (WAL readers see a snapshot and
 take no locks that block the writer).
+
+Background threads (writer, checkpointer, change feeds) follow ``eventlog.supervision``: their
+failures are reported to the ``Supervisor`` given here (the log's), and ``close`` waits for every
+one of them to end, so a closed storage leaves no thread and no descriptor behind.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from eventlog.errors import LogClosed
 from eventlog.models import Event, RunInfo
 from eventlog.storage import transactions
 from eventlog.storage.base import (
@@ -33,6 +38,7 @@ from eventlog.storage.checkpoint import FALLBACK_PAGES, Checkpointer
 from eventlog.storage.connection import connect
 from eventlog.storage.migrations import migrate
 from eventlog.storage.writer import GroupCommit, WriterThread
+from eventlog.supervision import Supervisor
 
 T = TypeVar("T")
 
@@ -57,19 +63,26 @@ class SQLiteStorage:
         *,
         durability: Durability = "process",
         busy_timeout: float = 5.0,
+        lock_timeout: float = transactions.LOCK_TIMEOUT,
         max_page_count: int | None = None,
         readers: int = 4,
         max_batch: int = 1000,
         poll_interval: float = 1.0,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.path = path
         self._connect = partial(
             connect, path, durability=durability, busy_timeout=busy_timeout, max_page_count=max_page_count
         )
-        self._writer = WriterThread(self._open_writer)
+        self._writer_busy_timeout = min(busy_timeout, lock_timeout)  # see transactions.transaction
+        self._lock_timeout = lock_timeout
+        self._supervisor = supervisor or Supervisor()
+        self._writer = WriterThread(self._open_writer, self._supervisor)
         self._local_commits = LocalCommits()
         self._group = GroupCommit(self._writer, self._apply_writes, self._notify, max_batch)
-        self._checkpointer = Checkpointer(partial(self._connect, writer=False))
+        self._checkpointer = Checkpointer(partial(self._connect, writer=False), self._supervisor)
+        self._feeds: set[ChangeFeed] = set()
+        self._closed = False
         self._listeners: list[CommitListener] = []
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="eventlog-reader")
         self._local = threading.local()
@@ -77,7 +90,7 @@ class SQLiteStorage:
         self._poll_interval = poll_interval
 
     def _open_writer(self) -> sqlite3.Connection:
-        conn = self._connect(writer=True)
+        conn = self._connect(writer=True, busy_timeout=self._writer_busy_timeout)
         try:
             migrate(conn)
             conn.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_PAGES}")  # see checkpoint.py
@@ -104,29 +117,30 @@ class SQLiteStorage:
     ) -> tuple[list[WriteResult | BaseException], list[Committed]]:
         """On the writer thread: apply a batch, and note what it committed for the change feed
         before the loop even hears of it."""
-        outcomes, committed = transactions.apply_writes(conn, requests)
+        outcomes, committed = transactions.apply_writes(conn, requests, self._lock_timeout)
         for change in committed:
             if change.events:
                 self._local_commits.record(change.run_id, change.events[-1].id)
         return outcomes, committed
 
     def _notify(self, committed: list[Committed]) -> None:
+        """Every listener hears of every commit, even when one before it raises."""
         self._checkpointer.poke()
         for listener in self._listeners:
-            listener(committed)
+            self._supervisor.guard("commit_listener", listener, committed)
+
+    async def _transact(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``body`` in its own write transaction on the writer thread."""
+        return await self._writer.call(lambda conn: transactions.transaction(conn, body, self._lock_timeout))
 
     async def delete(self, run_id: str) -> bool:
-        return await self._writer.call(lambda c: transactions.transaction(c, lambda c: transactions.delete_run(c, run_id)))
+        return await self._transact(lambda c: transactions.delete_run(c, run_id))
 
     async def trim_run(self, run_id: str, policy: RetentionPolicy, now: float, max_rows: int) -> int:
-        return await self._writer.call(
-            lambda c: transactions.transaction(c, lambda c: transactions.trim_run(c, run_id, policy, now, max_rows))
-        )
+        return await self._transact(lambda c: transactions.trim_run(c, run_id, policy, now, max_rows))
 
     async def expire_ended(self, ended_before: float, max_rows: int) -> tuple[list[str], int]:
-        return await self._writer.call(
-            lambda c: transactions.transaction(c, lambda c: transactions.expire_ended(c, ended_before, max_rows))
-        )
+        return await self._transact(lambda c: transactions.expire_ended(c, ended_before, max_rows))
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -206,10 +220,16 @@ class SQLiteStorage:
 
     async def changes(self) -> AsyncIterator[list[tuple[str, int]]]:
         """Yield the runs other processes advanced (see ``change_feed``). The first (empty)
-        yield comes once watching has begun."""
+        yield comes once watching has begun. The feed's failure is raised here; its thread
+        has ended (or is ending) by then, and ``close`` waits for it."""
+        if self._closed:
+            raise LogClosed()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[list[tuple[str, int]] | BaseException] = asyncio.Queue()
-        feed = ChangeFeed(self.path, partial(self._connect, writer=False), self._local_commits, self._poll_interval)
+        feed = ChangeFeed(
+            self.path, partial(self._connect, writer=False), self._local_commits, self._poll_interval, self._supervisor
+        )
+        self._feeds.add(feed)
         feed.start(loop, queue.put_nowait)
         try:
             while True:
@@ -219,11 +239,20 @@ class SQLiteStorage:
                 yield item
         finally:
             feed.stop()
+            await feed.join()
+            self._feeds.discard(feed)
 
     async def close(self) -> None:
+        """Commit what was submitted, then stop every thread and wait for each to end.
+        Idempotent. A peer holding the write lock delays it by at most the lock deadline."""
+        if self._closed:
+            return
+        self._closed = True
         await self._group.drain()  # appends already submitted commit (and return) first
-        self._checkpointer.stop()
-        await self._writer.stop()
+        for worker in (self._checkpointer, *self._feeds, self._writer):
+            worker.stop()
+        for worker in (self._checkpointer, *self._feeds, self._writer):
+            await worker.join()
         self._readers.shutdown(wait=True)
         for conn in self._reader_conns:
             conn.close()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from eventlog.errors import (
+    DatabaseBusy,
     DatabaseFull,
     EventLogError,
     IdempotencyConflict,
@@ -38,9 +39,19 @@ from eventlog.storage.connection import is_busy
 T = TypeVar("T")
 
 
-def transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
-    """Run ``body`` in a write transaction, retrying lock contention with other processes for as
-    long as it lasts: callers see a slow append, never "database is locked"."""
+LOCK_TIMEOUT = 30.0
+"""Seconds a write waits for another connection's write lock before it fails with DatabaseBusy."""
+
+
+def transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T], lock_timeout: float) -> T:
+    """Run ``body`` in a write transaction, retrying lock contention with other processes for up
+    to ``lock_timeout`` seconds: callers see a slow append, never "database is locked". Past
+    that, DatabaseBusy: the lock was never taken, so nothing was written, and a peer that holds
+    the lock forever cannot block appends (nor ``close``, which waits for them) forever.
+
+    Each attempt also waits inside SQLite for up to the connection's ``busy_timeout``, which the
+    writer's connection keeps at most ``lock_timeout``: the wait ends within twice the deadline."""
+    deadline = time.monotonic() + lock_timeout
     delay = 0.001
     while True:
         try:
@@ -48,7 +59,13 @@ def transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T
         except sqlite3.OperationalError as exc:
             if not is_busy(exc):
                 raise
-            time.sleep(delay)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DatabaseBusy(
+                    f"another connection held the database's write lock for over {lock_timeout:g}s; "
+                    "nothing was written, retry later"
+                ) from exc
+            time.sleep(min(delay, remaining))
             delay = min(delay * 2, 0.1)
             continue
         try:
@@ -216,12 +233,16 @@ class _Batch:
 
 
 def apply_writes(
-    conn: sqlite3.Connection, requests: list[WriteRequest]
+    conn: sqlite3.Connection, requests: list[WriteRequest], lock_timeout: float
 ) -> tuple[list[WriteResult | BaseException], list[Committed]]:
     """Apply a batch in one transaction. When the transaction itself fails (a full disk, say),
-    each request is retried alone so that the failure is reported to the request it belongs to."""
+    each request is retried alone so that the failure is reported to the request it belongs to.
+    DatabaseBusy is the outcome of each request it kept out (none of their rows was written),
+    never of one that committed before it."""
     try:
-        return transaction(conn, lambda c: _apply(c, requests))
+        return transaction(conn, lambda c: _apply(c, requests), lock_timeout)
+    except DatabaseBusy as exc:
+        return [exc] * len(requests), []
     except sqlite3.Error as exc:
         if len(requests) == 1:
             return [storage_error(exc)], []
@@ -229,7 +250,9 @@ def apply_writes(
     committed: list[Committed] = []
     for request in requests:
         try:
-            (outcome,), notices = transaction(conn, lambda c: _apply(c, [request]))
+            (outcome,), notices = transaction(conn, lambda c: _apply(c, [request]), lock_timeout)
+        except DatabaseBusy as exc:
+            outcome, notices = exc, []
         except sqlite3.Error as exc:
             outcome, notices = storage_error(exc), []
         outcomes.append(outcome)

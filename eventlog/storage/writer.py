@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import queue
 import sqlite3
-import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Generic, TypeVar
+
+from eventlog.errors import LogClosed
+from eventlog.supervision import Supervisor, Worker, call_soon_threadsafe
 
 T = TypeVar("T")
 Request = TypeVar("Request")
@@ -33,18 +35,36 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
-class WriterThread:
-    """Runs callables against one connection, one at a time, on a dedicated thread."""
+Job = tuple[Callable[[sqlite3.Connection], Any], Callable[[Any, BaseException | None], None], asyncio.AbstractEventLoop]
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str = "eventlog-writer"):
+
+class WriterThread(Worker):
+    """Runs callables against one connection, one at a time, on a dedicated thread.
+
+    Lifecycle: once ``stop`` is called (or the thread has ended) ``post`` raises LogClosed; the
+    jobs queued before ``stop`` still run. Whatever ends the thread, it settles every job still
+    queued as it ends (with the error of ``connect`` when that failed, else LogClosed), so no
+    caller waits forever. A job's own exceptions are its caller's; anything else that ends the
+    thread (a ``BaseException`` escaping a job) is a failure, logged and counted. The writer is
+    not restarted: it dies only on what asks a thread to stop, and the log then reports
+    LogClosed rather than pretend."""
+
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        supervisor: Supervisor,
+        name: str = "eventlog-writer",
+    ) -> None:
+        super().__init__("writer", supervisor, name)
         self._connect = connect
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        self._conn: sqlite3.Connection | None = None
+        self._jobs: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
+        self._current: Job | None = None
+        self._connect_error: BaseException | None = None
 
-    async def start(self) -> None:
-        self._thread.start()
-        await self.call(lambda conn: None)  # surfaces connect() errors to the opener
+    async def start(self) -> None:  # type: ignore[override]
+        probe = self.submit(lambda conn: None)  # queued first: it surfaces connect() errors
+        super().start()
+        await probe
 
     def submit(self, job: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -55,45 +75,50 @@ class WriterThread:
         self, job: Callable[[sqlite3.Connection], T], on_done: Callable[[T | None, BaseException | None], None]
     ) -> None:
         """Run ``job``, then call ``on_done(result, error)`` on the caller's event loop: one hop
-        back to the loop, where a future plus a done-callback would take two iterations."""
-        self._jobs.put((job, on_done, asyncio.get_running_loop()))
+        back to the loop, where a future plus a done-callback would take two iterations.
+        Raises LogClosed once the writer is stopping or has ended."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self.stopping or self._exiting:
+                raise LogClosed()
+            self._jobs.put((job, on_done, loop))
 
     async def call(self, job: Callable[[sqlite3.Connection], T]) -> T:
         return await self.submit(job)
 
-    async def stop(self) -> None:
-        """Finish the queued jobs, close the connection and end the thread. The thread reports
-        its own end, so no executor thread is needed to wait for it."""
-        if self._thread.is_alive():
-            stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self.post(_STOP, partial(_settle, stopped))  # type: ignore[arg-type]
-            await stopped
+    def _wake(self) -> None:
+        self._jobs.put(_STOP)  # after every job queued so far: they finish first
 
-    def _serve(self) -> None:
+    def run(self) -> None:
         try:
-            self._conn = self._connect()
-        except BaseException as exc:  # reported to every job, starting with start()'s
-            self._drain_with(exc)
+            conn = self._connect()
+        except BaseException as exc:  # the opener's error, not a background failure
+            self._connect_error = exc
             return
         try:
-            while (item := self._jobs.get())[0] is not _STOP:
-                job, on_done, loop = item
+            while (item := self._jobs.get()) is not _STOP:
+                self._current = job, on_done, loop = item  # type: ignore[misc]
                 try:
-                    result, error = job(self._conn), None
-                except BaseException as exc:
+                    result, error = job(conn), None
+                except Exception as exc:
                     result, error = None, exc
-                loop.call_soon_threadsafe(on_done, result, error)
+                self._current = None
+                call_soon_threadsafe(loop, on_done, result, error)
         finally:
-            self._conn.close()
-        _, on_done, loop = item
-        loop.call_soon_threadsafe(on_done, None, None)
+            conn.close()
 
-    def _drain_with(self, error: BaseException) -> None:
-        while (item := self._jobs.get())[0] is not _STOP:
-            _, on_done, loop = item
-            loop.call_soon_threadsafe(on_done, None, error)
-        _, on_done, loop = item
-        loop.call_soon_threadsafe(on_done, None, None)
+    def _settle(self, error: BaseException | None) -> None:
+        """Settle the job that was running (if the thread died in it) and every queued one."""
+        pending = [self._current] if self._current is not None else []
+        while not self._jobs.empty():
+            item = self._jobs.get()
+            if item is not _STOP:
+                pending.append(item)  # type: ignore[arg-type]
+        for _, on_done, loop in pending:
+            reason = self._connect_error or LogClosed()
+            if error is not None and reason.__cause__ is None:
+                reason.__cause__ = error
+            call_soon_threadsafe(loop, on_done, None, reason)
 
 
 class GroupCommit(Generic[Request, Result, Notice]):
@@ -103,7 +128,11 @@ class GroupCommit(Generic[Request, Result, Notice]):
     request (a result, or an exception instance for a request that failed on its own) and a
     notice of what was committed. ``on_commit`` gets the notice on the loop before any caller
     resumes. At most one batch is in flight, so commits, the ids they hand out and the notices
-    all follow submission order."""
+    all follow submission order.
+
+    Every future is settled whatever happens: a raising ``on_commit`` is reported (logged once,
+    counted as ``commit_listener``) and the batch's callers still get their results (their rows
+    are committed); a writer that is closed fails the batch with LogClosed."""
 
     def __init__(
         self,
@@ -115,6 +144,7 @@ class GroupCommit(Generic[Request, Result, Notice]):
         max_batch: int = 1000,
     ) -> None:
         self._writer = writer
+        self._supervisor = writer.supervisor
         self._apply_batch = apply_batch
         self._on_commit = on_commit
         self._max_batch = max_batch
@@ -136,10 +166,13 @@ class GroupCommit(Generic[Request, Result, Notice]):
     def _flush(self) -> None:
         batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
         requests = [request for request, _ in batch]
-        self._writer.post(
-            lambda conn: self._apply_batch(conn, requests),
-            lambda outcome, error: self._finish(batch, outcome, error),
-        )
+        try:
+            self._writer.post(
+                lambda conn: self._apply_batch(conn, requests),
+                lambda outcome, error: self._finish(batch, outcome, error),
+            )
+        except LogClosed as exc:
+            self._finish(batch, None, exc)
 
     def _finish(
         self,
@@ -150,7 +183,7 @@ class GroupCommit(Generic[Request, Result, Notice]):
         if error is None:
             assert outcome is not None
             results, notice = outcome
-            self._on_commit(notice)
+            self._supervisor.guard("commit_listener", self._on_commit, notice)
         else:
             results = [error] * len(batch)
         for (_, future), result in zip(batch, results):
