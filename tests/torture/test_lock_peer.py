@@ -1,7 +1,6 @@
-"""A peer holding the write lock for longer than the deadline (issue 8 section 2; needs
-``EventLog.open(lock_timeout=...)``, ``EVENTLOG_LOCK_TIMEOUT`` and ``eventlog.DatabaseBusy``
-from branch ``sup``): a real peer process holds ``BEGIN IMMEDIATE`` on the file while producers
-append with idempotency keys. Every append fails with ``DatabaseBusy`` (HTTP 503
+"""A peer holding the write lock for longer than the deadline (``EventLog.open(lock_timeout=)``,
+``EVENTLOG_LOCK_TIMEOUT``): a real peer process holds ``BEGIN IMMEDIATE`` on the file while
+producers append with idempotency keys. Every append fails with ``DatabaseBusy`` (HTTP 503
 ``database_busy`` with ``Retry-After``) once the deadline passes, instead of waiting forever;
 nothing is half-written; after the peer lets go, each retry with the same key is written
 exactly once."""
@@ -10,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
+import functools
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
 
-import eventlog
-from eventlog import EventLog
+from eventlog import DatabaseBusy, EventLog
+from tests.helpers.hold_lock import LockHolder
 from tests.http.server import ServerProcess
 from tests.torture.figures import Figures
 from tests.torture.producer import error_kind, post_acknowledged
@@ -29,23 +28,13 @@ DEADLINE = 60.0
 
 
 @contextlib.contextmanager
-def lock_held(command: list[str], db: Path) -> Iterator[Callable[[], None]]:
-    """A peer process holding the file's write lock; the block gets a ``release()``."""
-    peer = subprocess.Popen([*command, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert peer.stdout is not None and peer.stdin is not None
+def lock_held(db: Path) -> Iterator[Callable[[], None]]:
+    """A peer process holding the file's write lock; the block gets its ``release()``."""
+    peer = LockHolder(db)
     try:
-        assert peer.stdout.readline().strip() == "locked"
-
-        def release() -> None:
-            if peer.poll() is None and not peer.stdin.closed:  # type: ignore[union-attr]
-                peer.stdin.close()  # type: ignore[union-attr]
-                assert peer.stdout.readline().strip() == "released"  # type: ignore[union-attr]
-
-        yield release
-        release()
+        yield peer.release
     finally:
-        peer.kill()
-        peer.wait()
+        peer.release()
 
 
 async def through_a_held_lock(hold: Callable, produce: Callable[[int], Awaitable[list[int]]],
@@ -82,12 +71,10 @@ def verify(stored: list[tuple[int, dict]], acked: dict[int, list[int]], figures:
     assert len(stored) == 3 * len(acked)
 
 
-async def test_lock_held_past_the_deadline(tmp_path: Path, helper_script, scale: int, figures: Figures) -> None:
+async def test_lock_held_past_the_deadline(tmp_path: Path, scale: int, figures: Figures) -> None:
     """``scale`` holds through the library, then ``scale`` through a server."""
     db = tmp_path / "busy.db"
-
-    def hold() -> contextlib.AbstractContextManager[Callable[[], None]]:
-        return lock_held(helper_script("lock_holder"), db)
+    hold = functools.partial(lock_held, db)
 
     async with EventLog.open(db, lock_timeout=LOCK_TIMEOUT) as log:
         for r in range(scale):
@@ -98,7 +85,7 @@ async def test_lock_held_past_the_deadline(tmp_path: Path, helper_script, scale:
                     figures.operations += 1
                     try:
                         return await log.append_many(run, batch(p), idempotency_key=f"p{p}")
-                    except eventlog.DatabaseBusy as exc:
+                    except DatabaseBusy as exc:
                         figures.error(exc.code)
                         await asyncio.sleep(0.05)
 
