@@ -14,10 +14,12 @@ from typing import Any
 
 SIZE = 4 * 1024 * 1024
 PAGE = 4096
-CAP_BYTES = 1024 * 1024  # what freeing it all raises the cap by, in the fallback
+CAP_PAGES = 256  # what freeing raises the cap by, in the fallback (1 MB)
 
 
 class SmallDisk:
+    """The disk at ``root``: ballast fills it (``take``) and is removed (``give_back``)."""
+
     def __init__(self, root: Path, mounted: bool) -> None:
         self.root = root
         self.mounted = mounted
@@ -46,17 +48,14 @@ class SmallDisk:
                 if exc.errno != errno.ENOSPC:
                     raise
 
-    def give_back(self, nbytes: int | None = None) -> bool:
-        """Free ``nbytes`` of the ballast (all of it by default); True when the log must be
-        reopened to see the space (the fallback's cap is set when a connection opens)."""
+    def give_back(self) -> bool:
+        """Free the space; True when the log must be reopened to see it (the fallback's cap is
+        set when a connection opens)."""
         if self.mounted:
-            if nbytes is None:
-                self._ballast.unlink(missing_ok=True)
-            else:
-                os.truncate(self._ballast, max(0, self._ballast.stat().st_size - nbytes))
+            self._ballast.unlink(missing_ok=True)
             return False
         assert self.page_cap is not None
-        self.page_cap += (nbytes or CAP_BYTES) // PAGE
+        self.page_cap += CAP_PAGES
         return True
 
     def make_read_only(self) -> None:
