@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[server]'
 	touch $@
 
 $(VENV)/.installed-dev: $(BIN)/python pyproject.toml
@@ -32,7 +32,7 @@ TORTURE_SCALE ?= 8
 torture: $(VENV)/.installed-dev
 	EVENTLOG_TORTURE_SCALE=$(TORTURE_SCALE) $(BIN)/python -m pytest -q tests/torture
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/append.py
 
 clean:

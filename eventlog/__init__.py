@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from eventlog.errors import (
     DatabaseBusy,
+    DatabaseCorrupt,
     DatabaseFull,
     EventLogError,
     IdempotencyConflict,
@@ -18,6 +19,7 @@ from eventlog.errors import (
     RunExists,
     RunNotFound,
     SchemaTooNew,
+    StorageError,
 )
 from eventlog.log.eventlog import EventLog
 from eventlog.log.retention import RetentionReport
@@ -27,6 +29,7 @@ from eventlog.storage.base import RetentionPolicy
 __all__ = [
     "HEARTBEAT",
     "DatabaseBusy",
+    "DatabaseCorrupt",
     "DatabaseFull",
     "End",
     "Event",
@@ -49,4 +52,5 @@ __all__ = [
     "RunInfo",
     "RunNotFound",
     "SchemaTooNew",
+    "StorageError",
 ]

@@ -98,6 +98,20 @@ class DatabaseBusy(EventLogError):
     code = "database_busy"
 
 
+class StorageError(EventLogError):
+    """The storage failed in a way the caller did not cause (an unexpected SQLite error): the
+    request may succeed later, or on another replica; nothing of this call was stored."""
+
+    code = "storage_error"
+
+
+class DatabaseCorrupt(StorageError):
+    """The file is damaged (SQLite found a malformed page). The log stops writing to it and
+    refuses every call from then on: run ``eventlog check PATH``, then restore or recover it."""
+
+    code = "database_corrupt"
+
+
 class NotAnEventLog(EventLogError):
     """The file at the path is corrupt, or an SQLite database of some other program."""
 

@@ -1,5 +1,7 @@
-"""Every failure becomes a JSON body ``{"error": {"code", "message"}}`` with a 4xx status (or
-507 for a full disk, 503 while shutting down or while another process holds the write lock): clients can switch on ``code``."""
+"""Every failure becomes a JSON body ``{"error": {"code", "message"}}`` with a 4xx status for the
+client's own mistakes, 507 for a full disk, 503 while shutting down, while another process holds
+the write lock (with ``Retry-After``) or when storage fails (a corrupt file included), and 500 for
+any other error: clients can switch on ``code``."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ _STATUS: list[tuple[type[errors.EventLogError], int]] = [
     (errors.DatabaseFull, 507),
     (errors.DatabaseBusy, 503),
     (errors.LogClosed, 503),
+    (errors.StorageError, 503),  # DatabaseCorrupt included
 ]
 
 RETRY_AFTER = "1"
@@ -55,7 +58,7 @@ async def handle_api_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def handle_log_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.EventLogError)
-    status = next((s for cls, s in _STATUS if isinstance(exc, cls)), 400)
+    status = next((s for cls, s in _STATUS if isinstance(exc, cls)), 500)  # unmapped: ours, not the client's
     headers = {"Retry-After": RETRY_AFTER} if isinstance(exc, errors.DatabaseBusy) else None
     return error_response(status, exc.code, str(exc), headers)
 

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from eventlog import EventLog
+from eventlog import EventLog, EventLogError
 from eventlog.http.auth import Need, guard
 
 _METRICS = [
@@ -46,7 +46,11 @@ async def metrics(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     log: EventLog = request.app.state.log
-    await log.stats()  # proves the file is readable
+    try:
+        await log.stats()  # proves the file is readable; fails at once on a file found corrupt
+    except EventLogError as exc:
+        error = {"code": exc.code, "message": str(exc)}
+        return JSONResponse({"status": "unhealthy", "error": error}, 503)
     return JSONResponse({"status": "ok"})
 
 

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     retention_max_age: float | None = Field(None, gt=0, description="seconds")
     ended_ttl: float | None = Field(None, gt=0, description="seconds after its end a run is deleted")
     abandon_after: float | None = Field(None, gt=0, description="seconds without events after which a run is ended as abandoned")
+    idempotency_ttl: float = Field(86400.0, gt=0, description="seconds an Idempotency-Key is remembered")
     retention_interval: float = Field(1.0, gt=0)
     poll_interval: float = Field(1.0, gt=0, description="fallback for cross-process wake-ups")
     lock_timeout: float = Field(30.0, gt=0, description="seconds a write waits for another process' write lock before 503")
@@ -57,6 +58,7 @@ class Settings(BaseSettings):
             max_age=self.retention_max_age,
             ended_ttl=self.ended_ttl,
             abandon_after=self.abandon_after,
+            idempotency_ttl=self.idempotency_ttl,
         )
 
     @property

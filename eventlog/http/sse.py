@@ -16,7 +16,7 @@ from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.types import Message, Send
 
-from eventlog import HEARTBEAT, End, Event, EventLog, Gap
+from eventlog import HEARTBEAT, End, Event, EventLog, Gap, StorageError
 from eventlog.http.errors import ApiError
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -118,6 +118,8 @@ def stream_response(
                 chunk = encode_batch(batch, keep)
                 if chunk:
                     yield chunk
+        except StorageError as exc:  # e.g. the file turned out corrupt: say so, do not cut the stream
+            yield f"event: error\ndata: {_compact({'code': exc.code, 'message': str(exc)})}\n\n".encode()
         finally:
             counter.active -= 1
 

@@ -15,6 +15,7 @@ from eventlog.log.retention import Janitor, RetentionReport
 from eventlog.log.subscription import Item, OnGap, flatten, subscribe_batches
 from eventlog.models import Event, RunInfo
 from eventlog.storage.base import Append, Committed, CreateRun, Durability, EndRun, RetentionPolicy, Storage
+from eventlog.storage.check import FileReport, check_file
 from eventlog.storage.sqlite import SQLiteStorage
 from eventlog.supervision import Supervisor
 
@@ -101,6 +102,12 @@ class EventLog:
             supervisor=supervisor,
         )
         return _Opening(log)
+
+    @staticmethod
+    def check(path: str | os.PathLike[str], *, quick: bool = False) -> FileReport:
+        """Inspect the file at ``path`` without changing it (``eventlog check``): integrity,
+        schema version, counts and sizes. ``report.problem`` is None for a sound file."""
+        return check_file(Path(path), quick=quick)
 
     def _count_commits(self, committed: list[Committed]) -> None:
         self.appended += sum(len(change.events) for change in committed)

@@ -29,6 +29,7 @@ class RetentionReport:
     trimmed_events: int = 0
     expired_runs: list[str] = field(default_factory=list)
     expired_events: int = 0
+    expired_idempotency_keys: int = 0
 
 
 class Janitor:
@@ -56,7 +57,9 @@ class Janitor:
     @property
     def has_work(self) -> bool:
         policy = self.policy
-        return policy.trims_runs or policy.ended_ttl is not None or policy.abandon_after is not None
+        return policy.trims_runs or any(
+            ttl is not None for ttl in (policy.ended_ttl, policy.abandon_after, policy.idempotency_ttl)
+        )
 
     def start(self) -> None:
         if self.has_work and self._task is None and not self._closed:
@@ -76,7 +79,7 @@ class Janitor:
 
     async def run_once(self, now: float | None = None) -> RetentionReport:
         """One full pass: idle runs ended, every run trimmed to the policy, every expired run
-        removed."""
+        removed, every idempotency key older than its TTL forgotten."""
         now = time.time() if now is None else now
         report = RetentionReport()
         if self.policy.abandon_after is not None:
@@ -91,19 +94,26 @@ class Janitor:
                 while True:
                     removed = await self._storage.trim_run(run_id, self.policy, now, self._batch_rows)
                     report.trimmed_events += removed
+                    self.trimmed_total += removed  # counted as done: a pass may fail later on
                     if removed < self._batch_rows:
                         break
         if self.policy.ended_ttl is not None:
             while True:
                 runs, rows = await self._storage.expire_ended(now - self.policy.ended_ttl, self._batch_rows)
                 report.expired_runs += runs
+                self.expired_runs_total += len(runs)
                 for run_id in runs:
                     self._on_deleted(run_id)
                 report.expired_events += rows
                 if not runs and rows == 0:
                     break
-        self.trimmed_total += report.trimmed_events
-        self.expired_runs_total += len(report.expired_runs)
+        if self.policy.idempotency_ttl is not None:
+            created_before = now - self.policy.idempotency_ttl
+            while True:
+                forgotten = await self._storage.expire_idempotency_keys(created_before, self._batch_rows)
+                report.expired_idempotency_keys += forgotten
+                if forgotten < self._batch_rows:
+                    break
         return report
 
     async def stop(self) -> None:

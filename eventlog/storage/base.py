@@ -80,6 +80,9 @@ class RetentionPolicy:
     abandon_after: float | None = None
     """Seconds without a new event after which an open run is ended with reason
     ``"abandoned"``: a producer that crashed leaves no reader waiting forever."""
+    idempotency_ttl: float | None = 86400.0
+    """Seconds an idempotency key is kept: a retry within it returns the original ids, a retry
+    after it appends anew. None keeps keys for as long as their run."""
 
     @property
     def trims_runs(self) -> bool:
@@ -123,6 +126,10 @@ class Storage(Protocol):
     async def expire_ended(self, ended_before: float, max_rows: int) -> tuple[list[str], int]:
         """Delete at most ``max_rows`` rows of runs that ended before ``ended_before``; returns
         the runs removed completely and the number of rows deleted."""
+
+    async def expire_idempotency_keys(self, created_before: float, max_rows: int) -> int:
+        """Forget at most ``max_rows`` idempotency keys stored before ``created_before``, in one
+        short transaction; returns how many were forgotten."""
 
     def changes(self) -> AsyncIterator[list[tuple[str, int]]]:
         """Yield ``(run_id, last_id)`` for runs changed by *any* process, including this one.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from eventlog.errors import NotAnEventLog
@@ -62,3 +63,41 @@ _TRANSIENT = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 def is_busy(exc: sqlite3.Error) -> bool:
     """True for lock contention with another connection: worth retrying, never worth surfacing."""
     return getattr(exc, "sqlite_errorcode", None) in _TRANSIENT or "locked" in str(exc)
+
+
+_CORRUPT = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+
+
+def is_corruption(exc: sqlite3.Error) -> bool:
+    """True when SQLite found the file damaged (a malformed page, or a header that is no longer
+    a database's): retrying cannot help, and writing more would spread the damage."""
+    return ((getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF) in _CORRUPT  # extended codes too
+
+
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
+"""``journal_size_limit``: when SQLite restarts the WAL after a complete checkpoint, it shrinks a
+file that grew past this back to it, so one burst does not keep its disk space for good."""
+
+
+def truncate_wal(conn: sqlite3.Connection, patience: float = 0.25) -> bool:
+    """Copy the whole WAL into the database and truncate the WAL file to zero bytes, giving its
+    space back to the filesystem. It waits for readers (of any process) and for a concurrent
+    checkpoint (the checkpointer's passive one) at most ``patience`` seconds, not the busy
+    timeout: it runs on the writer thread, and at close. False when they, or a full disk,
+    prevented it, which is harmless: the WAL stays valid, and it is tried again later."""
+    previous = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    conn.execute(f"PRAGMA busy_timeout = {int(patience * 1000)}")
+    deadline = time.monotonic() + patience
+    try:
+        while True:
+            try:
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error:  # e.g. SQLITE_FULL: the database file could not grow to take the pages
+                return False
+            if not busy:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)  # a concurrent checkpoint answers busy at once, without waiting
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {previous}")

@@ -1,5 +1,9 @@
 """Schema migrations: ``migrations/NNNN_name.sql`` applied in order, tracked by ``user_version``.
 
+The files live in the repository's top-level ``migrations/`` and are installed as the package
+``eventlog.migrations`` (see pyproject.toml), so an editable install and a wheel read the same
+files through ``importlib.resources``.
+
 Each file runs in its own ``BEGIN IMMEDIATE`` transaction, so a crash mid-migration leaves the
 previous version intact, and several processes opening the same new file at once migrate it once.
 """
@@ -9,11 +13,12 @@ from __future__ import annotations
 import re
 import sqlite3
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 from eventlog.errors import NotAnEventLog, SchemaTooNew
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS: Traversable = files("eventlog.migrations")
 APPLICATION_ID = 0x45564C47  # "EVLG": marks a file as an eventlog database
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -37,9 +42,9 @@ class Migration:
         return [s for s in statements if s]
 
 
-def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+def load_migrations(directory: Traversable = MIGRATIONS) -> list[Migration]:
     migrations = []
-    for path in sorted(directory.iterdir()):
+    for path in sorted(directory.iterdir(), key=lambda entry: entry.name):
         match = _NAME.match(path.name)
         if match:
             migrations.append(Migration(int(match.group(1)), path.name, path.read_text()))

@@ -12,7 +12,10 @@ one of them to end, so a closed storage leaves no thread and no descriptor behin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -21,7 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from eventlog.errors import LogClosed
+from eventlog.errors import DatabaseCorrupt, DatabaseFull, EventLogError, LogClosed
 from eventlog.models import Event, RunInfo
 from eventlog.storage import transactions
 from eventlog.storage.base import (
@@ -35,12 +38,18 @@ from eventlog.storage.base import (
 )
 from eventlog.storage.change_feed import ChangeFeed, LocalCommits
 from eventlog.storage.checkpoint import FALLBACK_PAGES, Checkpointer
-from eventlog.storage.connection import connect
+from eventlog.storage.connection import WAL_SIZE_LIMIT, connect, truncate_wal
 from eventlog.storage.migrations import migrate
 from eventlog.storage.writer import GroupCommit, WriterThread
 from eventlog.supervision import Supervisor
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+WAL_ROOM = FALLBACK_PAGES * 4096
+"""Free bytes on the filesystem below which, once a write met a full disk, the WAL is truncated
+after every write: the WAL's bound with 4 KiB pages (see checkpoint.py)."""
 
 _RUN_COLUMNS = (
     "run_id, created_at, metadata, event_count, total_bytes, "
@@ -55,7 +64,13 @@ def _run_info(row: tuple[Any, ...]) -> RunInfo:
 
 
 class SQLiteStorage:
-    """Implements ``eventlog.storage.base.Storage`` on one SQLite file in WAL mode."""
+    """Implements ``eventlog.storage.base.Storage`` on one SQLite file in WAL mode.
+
+    SQLite failures come out typed (``transactions.storage_error``). The first sign of a damaged
+    file (SQLITE_CORRUPT / SQLITE_NOTADB, met by a reader, the writer or the change feed) puts
+    the storage in a corrupt state for good: it is logged once, nothing more is written to the
+    file, and every call raises DatabaseCorrupt, since answers read from a damaged file cannot
+    be trusted either. The file itself is left as it was found, for ``eventlog check``."""
 
     def __init__(
         self,
@@ -88,12 +103,20 @@ class SQLiteStorage:
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._poll_interval = poll_interval
+        self._started = False
+        self._corrupt: str | None = None
+        """The message of the damage found, once the file is known to be corrupt."""
+        self._corrupt_lock = threading.Lock()
+        self._disk_tight = False
+        """Writer thread only: a write met a full disk, and the filesystem has not had room for
+        a whole WAL since; while it lasts the WAL is truncated around every write."""
 
     def _open_writer(self) -> sqlite3.Connection:
         conn = self._connect(writer=True, busy_timeout=self._writer_busy_timeout)
         try:
             migrate(conn)
             conn.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_PAGES}")  # see checkpoint.py
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         except BaseException:
             conn.close()
             raise
@@ -102,11 +125,63 @@ class SQLiteStorage:
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         await self._writer.start()
+        self._started = True
         self._checkpointer.start()
+
+    # --- faults ----------------------------------------------------------------------------
+
+    def _check_intact(self) -> None:
+        if self._corrupt is not None:
+            raise DatabaseCorrupt(self._corrupt)
+
+    def _typed(self, exc: sqlite3.Error) -> EventLogError:
+        """The typed error of an SQLite failure on any thread, noting a damaged file."""
+        error = transactions.storage_error(exc)
+        if isinstance(error, DatabaseCorrupt):
+            self._corrupted(error)
+        return error
+
+    def _corrupted(self, error: DatabaseCorrupt) -> None:
+        with self._corrupt_lock:
+            if self._corrupt is not None:
+                return
+            self._corrupt = str(error)
+        logger.error(
+            "the eventlog database %s is corrupt (%s): writing to it has stopped and every call is "
+            "refused; run `eventlog check %s`, then restore the file from a backup or recover it",
+            self.path, error.__cause__ or error, self.path,
+        )
+
+    def _before_write(self, conn: sqlite3.Connection) -> None:
+        """On the writer thread: refuse to write to a damaged file; on a tight disk, give the
+        WAL's space back first (space may have been freed since the last write failed)."""
+        self._check_intact()
+        if self._disk_tight:
+            self._reclaim_wal(conn)
+
+    def _after_write(self, conn: sqlite3.Connection, outcomes: list[object]) -> None:
+        for outcome in outcomes:
+            if isinstance(outcome, DatabaseCorrupt):
+                self._corrupted(outcome)
+        if self._disk_tight or any(isinstance(outcome, DatabaseFull) for outcome in outcomes):
+            self._reclaim_wal(conn)
+
+    def _reclaim_wal(self, conn: sqlite3.Connection) -> None:
+        """Checkpoint and truncate the WAL. On a full disk the WAL holds most of the space: a
+        commit writes every page it touched (about 28 KB for a 2 KB event) and the WAL restarts
+        only after a complete checkpoint with no reader in the way, so under load it grows to
+        its bound, or until the disk is full. Truncated, it keeps only what the database file
+        needs. This needs room for the database file to take the WAL's pages, so on a full disk
+        it may only succeed once space is freed: until the filesystem has room for a whole WAL
+        again, it is done around every write, at the price of a checkpoint per commit."""
+        truncated = truncate_wal(conn)
+        free = os.statvfs(self.path.parent)
+        self._disk_tight = not truncated or free.f_bavail * free.f_frsize < WAL_ROOM
 
     # --- writes ----------------------------------------------------------------------------
 
     async def write(self, request: WriteRequest) -> WriteResult:
+        self._check_intact()
         return await self._group.submit(request)
 
     def add_commit_listener(self, listener: CommitListener) -> None:
@@ -117,7 +192,12 @@ class SQLiteStorage:
     ) -> tuple[list[WriteResult | BaseException], list[Committed]]:
         """On the writer thread: apply a batch, and note what it committed for the change feed
         before the loop even hears of it."""
+        try:
+            self._before_write(conn)
+        except DatabaseCorrupt as exc:
+            return [DatabaseCorrupt(str(exc)) for _ in requests], []
         outcomes, committed = transactions.apply_writes(conn, requests, self._lock_timeout)
+        self._after_write(conn, outcomes)
         for change in committed:
             if change.events:
                 self._local_commits.record(change.run_id, change.events[-1].id)
@@ -130,8 +210,19 @@ class SQLiteStorage:
             self._supervisor.guard("commit_listener", listener, committed)
 
     async def _transact(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``body`` in its own write transaction on the writer thread."""
-        return await self._writer.call(lambda conn: transactions.transaction(conn, body, self._lock_timeout))
+        """Run ``body`` in a write transaction of its own on the writer thread (not grouped)."""
+
+        def job(conn: sqlite3.Connection) -> T:
+            self._before_write(conn)
+            try:
+                return transactions.transaction(conn, body, self._lock_timeout)
+            except sqlite3.Error as exc:
+                error = self._typed(exc)
+                self._after_write(conn, [error])
+                raise error from exc
+
+        self._check_intact()
+        return await self._writer.call(job)
 
     async def delete(self, run_id: str) -> bool:
         return await self._transact(lambda c: transactions.delete_run(c, run_id))
@@ -141,6 +232,18 @@ class SQLiteStorage:
 
     async def expire_ended(self, ended_before: float, max_rows: int) -> tuple[list[str], int]:
         return await self._transact(lambda c: transactions.expire_ended(c, ended_before, max_rows))
+
+    async def expire_idempotency_keys(self, created_before: float, max_rows: int) -> int:
+        """A cheap indexed look on a reader first: a log with nothing to expire takes no write
+        lock for it (the janitor asks every pass)."""
+        due = await self._read(
+            lambda conn: conn.execute(
+                "SELECT 1 FROM idempotency_keys WHERE created_at < ? LIMIT 1", (created_before,)
+            ).fetchone()
+        )
+        if due is None:
+            return 0
+        return await self._transact(lambda c: transactions.expire_idempotency_keys(c, created_before, max_rows))
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -153,12 +256,17 @@ class SQLiteStorage:
 
     def _snapshot(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``body`` in one read transaction: every query in it sees the same snapshot."""
-        conn = self._reader()
-        conn.execute("BEGIN")
+        self._check_intact()
         try:
-            return body(conn)
-        finally:
-            conn.execute("COMMIT")
+            conn = self._reader()
+            conn.execute("BEGIN")
+            try:
+                return body(conn)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._typed(exc) from exc
 
     async def _read(self, body: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._readers, self._snapshot, body)
@@ -234,6 +342,8 @@ class SQLiteStorage:
         try:
             while True:
                 item = await queue.get()
+                if isinstance(item, sqlite3.Error):
+                    raise self._typed(item) from item
                 if isinstance(item, BaseException):
                     raise item
                 yield item
@@ -249,6 +359,13 @@ class SQLiteStorage:
             return
         self._closed = True
         await self._group.drain()  # appends already submitted commit (and return) first
+        self._checkpointer.stop()
+        if self._started and self._corrupt is None:  # a damaged file is left as it was found
+            # The last connection to close would checkpoint and delete the WAL, but another
+            # process may still have the file open, and on a full disk that checkpoint fails:
+            # give the WAL's space back now, through the writer, while it can still write.
+            with contextlib.suppress(LogClosed):  # a writer that died has nothing to give back
+                await self._writer.call(truncate_wal)
         for worker in (self._checkpointer, *self._feeds, self._writer):
             worker.stop()
         for worker in (self._checkpointer, *self._feeds, self._writer):

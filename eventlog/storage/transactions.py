@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from eventlog.errors import (
     DatabaseBusy,
+    DatabaseCorrupt,
     DatabaseFull,
     EventLogError,
     IdempotencyConflict,
@@ -23,6 +24,7 @@ from eventlog.errors import (
     RunEnded,
     RunExists,
     RunNotFound,
+    StorageError,
 )
 from eventlog.models import END_EVENT, Event, RunInfo
 from eventlog.storage.base import (
@@ -34,7 +36,7 @@ from eventlog.storage.base import (
     WriteRequest,
     WriteResult,
 )
-from eventlog.storage.connection import is_busy
+from eventlog.storage.connection import is_busy, is_corruption
 
 T = TypeVar("T")
 
@@ -79,10 +81,15 @@ def transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T
 
 
 def storage_error(exc: sqlite3.Error) -> EventLogError:
-    """The typed error for an SQLite failure that a caller can act on."""
-    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
-        return DatabaseFull(f"the database is full, nothing was written: {exc}")
-    error = EventLogError(f"storage error: {exc}")
+    """The typed error for an SQLite failure: a full disk, a damaged file, or else a storage
+    error the caller did not cause (never mistaken for bad input)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL:
+        error: EventLogError = DatabaseFull(f"the database is full, nothing was written: {exc}")
+    elif is_corruption(exc):
+        error = DatabaseCorrupt(f"the database file is corrupt ({exc}): run `eventlog check` on it")
+    else:
+        error = StorageError(f"storage error: {exc}")
     error.__cause__ = exc
     return error
 
@@ -397,6 +404,15 @@ def expire_ended(conn: sqlite3.Connection, ended_before: float, max_rows: int) -
                 (upto[1], upto[2], upto[0], run_id),
             )
     return removed, deleted
+
+
+def expire_idempotency_keys(conn: sqlite3.Connection, created_before: float, max_rows: int) -> int:
+    """Delete at most ``max_rows`` of the oldest idempotency keys stored before ``created_before``."""
+    return conn.execute(
+        "DELETE FROM idempotency_keys WHERE (run_id, key) IN "
+        "(SELECT run_id, key FROM idempotency_keys WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+        (created_before, max_rows),
+    ).rowcount
 
 
 def delete_run(conn: sqlite3.Connection, run_id: str) -> bool:

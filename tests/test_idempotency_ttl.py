@@ -1,0 +1,93 @@
+"""Idempotency keys expire after ``RetentionPolicy.idempotency_ttl`` (default 24 h): the janitor
+forgets older ones in bounded transactions; a retry after that appends anew."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from eventlog import EventLog, RetentionPolicy
+
+TTL = 3600.0
+
+
+def age_keys(db: Path, keys: list[str], seconds: float) -> None:
+    """Make keys older, through a connection of another "process" (a peer writing the file)."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.executemany(
+            "UPDATE idempotency_keys SET created_at = created_at - ? WHERE key = ?", [(seconds, k) for k in keys]
+        )
+    finally:
+        conn.close()
+
+
+def test_the_default_ttl_is_a_day() -> None:
+    assert RetentionPolicy().idempotency_ttl == 86400
+
+
+async def test_an_expired_key_is_forgotten_and_its_retry_appends_anew(db_path: Path, open_log) -> None:
+    log = await open_log(retention=RetentionPolicy(idempotency_ttl=TTL))
+    old = await log.append_many("run", [("x", 1)], idempotency_key="old")
+    fresh = await log.append_many("run", [("x", 2)], idempotency_key="fresh")
+    age_keys(db_path, ["old"], 2 * TTL)
+
+    report = await log.apply_retention()
+    assert report.expired_idempotency_keys == 1
+    assert await log.append_many("run", [("x", 2)], idempotency_key="fresh") == fresh  # kept: same ids
+    again = await log.append_many("run", [("x", 1)], idempotency_key="old")  # forgotten: new ids
+    assert again != old and again[0] > fresh[0]
+    assert [e.data for e in await log.read("run")] == [1, 2, 1]
+    # The retry stored the key anew: a second retry is again idempotent.
+    assert await log.append_many("run", [("x", 1)], idempotency_key="old") == again
+    assert (await log.apply_retention()).expired_idempotency_keys == 0
+
+
+async def test_expiry_goes_in_bounded_batches(db_path: Path, open_log) -> None:
+    log = await open_log(retention=RetentionPolicy(idempotency_ttl=TTL))
+    keys = [f"k{i}" for i in range(1234)]  # more than two of the janitor's 500-row batches
+    await asyncio.gather(*(log.append("run", "x", i, idempotency_key=k) for i, k in enumerate(keys)))
+    await log.append("run", "x", "kept", idempotency_key="young")
+    age_keys(db_path, keys, 2 * TTL)
+    assert (await log.apply_retention()).expired_idempotency_keys == len(keys)
+    conn = sqlite3.connect(db_path)
+    try:
+        assert conn.execute("SELECT key FROM idempotency_keys").fetchall() == [("young",)]
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT run_id, key FROM idempotency_keys WHERE created_at < 1 ORDER BY created_at LIMIT 5"
+        ).fetchall()
+        assert any("idempotency_keys_by_age" in row[-1] for row in plan), plan
+    finally:
+        conn.close()
+
+
+async def test_no_ttl_keeps_keys(db_path: Path, open_log) -> None:
+    log = await open_log(retention=RetentionPolicy(idempotency_ttl=None))
+    ids = await log.append("run", "x", 1, idempotency_key="k")
+    age_keys(db_path, ["k"], 10 * 86400)
+    assert (await log.apply_retention()).expired_idempotency_keys == 0
+    assert await log.append("run", "x", 1, idempotency_key="k") == ids
+
+
+async def test_the_background_janitor_expires_keys(db_path: Path, open_log) -> None:
+    log = await open_log(retention=RetentionPolicy(idempotency_ttl=TTL), retention_interval=0.05)
+    first = await log.append("run", "x", 1, idempotency_key="k")
+    age_keys(db_path, ["k"], 2 * TTL)
+    deadline = asyncio.get_running_loop().time() + 30
+    while (ids := await log.append("run", "x", 1, idempotency_key="k")) == first:
+        assert asyncio.get_running_loop().time() < deadline, "the janitor did not expire the key"
+        await asyncio.sleep(0.05)
+    assert ids != first
+
+
+def test_the_server_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eventlog.http.settings import Settings
+
+    assert Settings().retention.idempotency_ttl == 86400
+    monkeypatch.setenv("EVENTLOG_IDEMPOTENCY_TTL", "90")
+    settings = Settings()
+    assert settings.retention.idempotency_ttl == 90
+    assert settings.to_env()["EVENTLOG_IDEMPOTENCY_TTL"] == "90.0"  # handed to every worker
