@@ -1,7 +1,7 @@
 """The fault suite's knob, its figures, and the table printed at the end of the run.
 
 One knob scales every scenario: ``EVENTLOG_TORTURE_SCALE`` (an integer, default 1). The default
-is the bounded form that ``make test`` (plain ``pytest``) runs in a minute or two; ``make
+is the bounded form that ``make test`` (plain ``pytest``) runs in well under a minute; ``make
 torture`` runs the long form (``EVENTLOG_TORTURE_SCALE=8``: 48 server kills, 80 producer kills,
 ...). Each scenario multiplies its own base counts by ``scale``, and its timeout grows with it.
 ``EVENTLOG_TORTURE_SEED`` replays a run's randomness (each scenario notes its seed).
