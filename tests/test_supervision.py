@@ -154,6 +154,32 @@ async def test_writer_post_after_stop_raises_log_closed(db_path: Path) -> None:
     assert open_fds() == before
 
 
+async def test_stop_from_many_threads_at_once(db_path: Path) -> None:
+    before = open_fds()
+    supervisor = Supervisor()
+    writer = WriterThread(writer_connect(db_path), supervisor)
+    await writer.start()
+    checkpointer = Checkpointer(lambda: connect(db_path, durability="process", writer=False, busy_timeout=5.0), supervisor)
+    checkpointer.start()
+    queued = [writer.submit(lambda conn: conn.execute("SELECT 1").fetchone()[0]) for _ in range(20)]
+    go = threading.Barrier(8)
+
+    def stop_all() -> None:
+        go.wait(BOUND)
+        writer.stop()
+        checkpointer.stop()
+
+    stoppers = [threading.Thread(target=stop_all) for _ in range(8)]
+    for thread in stoppers:
+        thread.start()
+    for thread in stoppers:
+        thread.join(BOUND)
+    assert await asyncio.wait_for(asyncio.gather(*queued), BOUND) == [1] * 20
+    await asyncio.wait_for(asyncio.gather(writer.join(), checkpointer.join(), writer.join()), BOUND)
+    assert supervisor.counts()["failures"] == dict.fromkeys(supervisor.counts()["failures"], 0)
+    assert open_fds() == before
+
+
 class WriterDeath(BaseException):
     """What a job can raise that no job handler catches: it ends the writer thread."""
 

@@ -212,15 +212,16 @@ class Notifier:
         """One change feed, until it fails. For a run whose tail is known, fetch the new events
         once here, so that its many subscribers need not each query the file."""
         restarted = self._watching.is_set()  # a feed ran before: commits since it died are unannounced
+        first = True
         try:
             async with contextlib.aclosing(self._storage.changes()) as changes:
                 async for changed in changes:
-                    if not self._watching.is_set() or restarted:
+                    if first:  # watching from here on
+                        first = False
                         self._watching.set()
                         healthy()
-                    if restarted:
-                        restarted = False
-                        changed = [(channel.run_id, 0) for channel in self._channels.values()]
+                        if restarted:  # look at every run: any may have advanced unseen
+                            changed = [(channel.run_id, 0) for channel in self._channels.values()]
                     await self._deliver(changed)
         finally:
             self._watching.set()  # nobody may wait for a feed that has stopped

@@ -59,20 +59,3 @@ async def consume(url: str, *, last_event_id: int | None = None, deadline: float
                 pass
             await asyncio.sleep(0.2)
     raise AssertionError(f"stream did not end within {deadline}s; got {len(received.ids)} events")
-
-
-async def post_until_acknowledged(url: str, body: dict, *, key: str | None = None, deadline: float = 60.0) -> dict:
-    """POST (with an idempotency key when given), retrying through connection failures, as a
-    producer does while the server restarts. Returns the acknowledging response's JSON."""
-    stop_at = time.monotonic() + deadline
-    headers = {"Idempotency-Key": key} if key else {}
-    async with httpx.AsyncClient(timeout=5) as http:
-        while time.monotonic() < stop_at:
-            try:
-                response = await http.post(url, json=body, headers=headers)
-            except httpx.HTTPError:
-                await asyncio.sleep(0.1)
-                continue
-            assert response.status_code in (200, 201), response.text
-            return response.json()
-    raise AssertionError(f"POST {url} not acknowledged within {deadline}s")
