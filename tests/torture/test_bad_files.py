@@ -11,7 +11,7 @@ from pathlib import Path
 
 from eventlog import EventLogError, NotAnEventLog, SchemaTooNew
 from tests.torture import files
-from tests.torture.disk import small_disk
+from tests.disk import small_disk
 from tests.torture.figures import Figures
 
 

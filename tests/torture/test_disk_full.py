@@ -15,7 +15,7 @@ import httpx
 from eventlog import DatabaseFull, EventLog
 from tests.conftest import integrity_check
 from tests.http.server import ServerProcess
-from tests.torture.disk import SmallDisk, small_disk
+from tests.disk import SmallDisk, small_disk
 from tests.torture.figures import Figures
 from tests.torture.producer import error_kind, post_acknowledged
 

@@ -31,11 +31,11 @@ class SmallDisk:
         """Options for ``EventLog.open`` on this disk."""
         return {} if self.page_cap is None else {"max_page_count": self.page_cap}
 
-    def take(self, leave: int) -> None:
-        """Fill the disk with ballast up to ``leave`` free bytes (on tmpfs; the cap of the
-        fallback is a fixed size)."""
+    def take(self, leave: int) -> int:
+        """Fill the disk with ballast up to ``leave`` free bytes; returns what ``give_back``
+        will free (the fallback's cap is a fixed size: what it raises the cap by)."""
         if not self.mounted:
-            return
+            return CAP_PAGES * PAGE
         stats = os.statvfs(self.root)
         free = stats.f_bavail * stats.f_frsize
         held = {p.name: p.stat().st_size for p in self.root.iterdir()}
@@ -47,6 +47,7 @@ class SmallDisk:
             except OSError as exc:
                 if exc.errno != errno.ENOSPC:
                     raise
+        return self._ballast.stat().st_size
 
     def give_back(self) -> bool:
         """Free the space; True when the log must be reopened to see it (the fallback's cap is
