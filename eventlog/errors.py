@@ -112,6 +112,13 @@ class DatabaseCorrupt(StorageError):
     code = "database_corrupt"
 
 
+class NotWritable(EventLogError):
+    """The file, or the directory that must hold its ``-wal`` and ``-shm`` files, cannot be
+    written: a read-only filesystem or missing permissions. Nothing was changed."""
+
+    code = "not_writable"
+
+
 class NotAnEventLog(EventLogError):
     """The file at the path is corrupt, or an SQLite database of some other program."""
 

@@ -91,7 +91,7 @@ def test_a_foreign_sqlite_database(tmp_path: Path) -> None:
     before = digest(path)
     result = run_check(path)
     assert result.returncode != 0
-    assert reason(result) == f"eventlog check: {path}: not an eventlog: the file is an SQLite database of another program"
+    assert reason(result) == f"eventlog check: {path}: not an eventlog: {path.resolve()} is an SQLite database of another program"
     assert digest(path) == before
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from eventlog.errors import NotAnEventLog
 from eventlog.storage.connection import is_corruption
-from eventlog.storage.migrations import check_identity, load_migrations
+from eventlog.storage.migrations import check_identity, has_eventlog_header, load_migrations
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,8 @@ def check_file(path: Path, *, quick: bool = False) -> FileReport:
             version = conn.execute("PRAGMA user_version").fetchone()[0]  # reads the header
             check_identity(conn)
         except (sqlite3.DatabaseError, NotAnEventLog) as exc:
+            if isinstance(exc, sqlite3.DatabaseError) and is_corruption(exc) and has_eventlog_header(path):
+                return FileReport(path, f"corrupt: {exc}", integrity=str(exc), **sizes)
             return FileReport(path, f"not an eventlog: {exc}", **sizes)
         latest = load_migrations()[-1].version
         facts = {**sizes, "schema_version": version, "latest_version": latest}

@@ -6,9 +6,9 @@ import sqlite3
 import time
 from pathlib import Path
 
-from eventlog.errors import NotAnEventLog
+from eventlog.errors import DatabaseCorrupt, NotAnEventLog, NotWritable
 from eventlog.storage.base import Durability
-from eventlog.storage.migrations import check_identity
+from eventlog.storage.migrations import check_identity, has_eventlog_header
 
 _SYNCHRONOUS: dict[Durability, str] = {
     # WAL + NORMAL: a commit is in the WAL before COMMIT returns; the process may die at any
@@ -31,7 +31,8 @@ def connect(
 ) -> sqlite3.Connection:
     """Open ``path`` in autocommit mode (transactions are explicit ``BEGIN``s) and set it up.
 
-    Raises NotAnEventLog for a file that is not an SQLite database at all."""
+    Raises NotAnEventLog for a file that is not an SQLite database at all, DatabaseCorrupt for
+    an eventlog file that SQLite finds damaged (truncated, say)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=512)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
@@ -50,6 +51,13 @@ def connect(
         conn.close()
         if isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode in _TRANSIENT:
             raise
+        if writer and _code(exc) in _UNWRITABLE:
+            raise NotWritable(
+                f"cannot write {path} or the files beside it ({exc}): the filesystem or directory is "
+                "read-only, or this user lacks the permission"
+            ) from exc
+        if is_corruption(exc) and has_eventlog_header(path):
+            raise DatabaseCorrupt(f"the eventlog database {path} is corrupt ({exc}): run `eventlog check {path}`") from exc
         raise NotAnEventLog(f"{path} is not a usable eventlog database: {exc}") from exc
     except BaseException:
         conn.close()
@@ -66,12 +74,18 @@ def is_busy(exc: sqlite3.Error) -> bool:
 
 
 _CORRUPT = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+_UNWRITABLE = {sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM}
+
+
+def _code(exc: sqlite3.Error) -> int:
+    """The primary result code of an SQLite error (extended codes carry it in the low byte)."""
+    return (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
 
 
 def is_corruption(exc: sqlite3.Error) -> bool:
     """True when SQLite found the file damaged (a malformed page, or a header that is no longer
     a database's): retrying cannot help, and writing more would spread the damage."""
-    return ((getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF) in _CORRUPT  # extended codes too
+    return _code(exc) in _CORRUPT
 
 
 WAL_SIZE_LIMIT = 4 * 1024 * 1024

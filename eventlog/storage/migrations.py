@@ -14,6 +14,7 @@ import re
 import sqlite3
 from dataclasses import dataclass
 from importlib.resources import files
+from pathlib import Path
 from importlib.resources.abc import Traversable
 
 from eventlog.errors import NotAnEventLog, SchemaTooNew
@@ -54,15 +55,30 @@ def load_migrations(directory: Traversable = MIGRATIONS) -> list[Migration]:
     return migrations
 
 
+def _file_of(conn: sqlite3.Connection) -> str:
+    """The path of the connection's database, for messages that must say which file it is."""
+    return next(row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main")
+
+
 def _check_is_eventlog(conn: sqlite3.Connection, version: int) -> None:
     application_id = conn.execute("PRAGMA application_id").fetchone()[0]
     if application_id == APPLICATION_ID:
         return
-    if application_id != 0 or version != 0:
-        raise NotAnEventLog("the file is an SQLite database of another program")
-    tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
-    if tables.fetchone()[0]:
-        raise NotAnEventLog("the file is an SQLite database of another program")
+    foreign = application_id != 0 or version != 0
+    if foreign or conn.execute("SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchone()[0]:
+        raise NotAnEventLog(f"{_file_of(conn)} is an SQLite database of another program")
+
+
+def has_eventlog_header(path: Path) -> bool:
+    """True when the file's first page still says "an eventlog's SQLite database" (SQLite's
+    magic string and our application id), read as raw bytes: a file SQLite cannot open any more
+    is then a damaged log, not some other program's file."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(100)
+    except OSError:
+        return False
+    return header.startswith(b"SQLite format 3\0") and int.from_bytes(header[68:72], "big") == APPLICATION_ID
 
 
 def check_identity(conn: sqlite3.Connection) -> None:
@@ -76,7 +92,7 @@ def _current_version(conn: sqlite3.Connection, latest: int) -> int:
     _check_is_eventlog(conn, version)
     if version > latest:
         raise SchemaTooNew(
-            f"the file has schema version {version}, this eventlog knows up to {latest}: "
+            f"{_file_of(conn)} has schema version {version}, this eventlog knows up to {latest}: "
             "upgrade eventlog to open it"
         )
     return version

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from eventlog import EventLogError, NotAnEventLog, SchemaTooNew
+from eventlog import EventLogError, NotAnEventLog, NotWritable, SchemaTooNew
 from tests.torture import files
 from tests.disk import small_disk
 from tests.torture.figures import Figures
@@ -45,7 +45,7 @@ async def test_refused_files(tmp_path: Path, scale: int, figures: Figures, rng: 
         if disk.mounted:
             figures.acknowledged = len(await files.build_log(db, 50))
             disk.make_read_only()
-            await refuse(db, EventLogError, tmp_path / "readonly.log", figures)
+            await refuse(db, NotWritable, tmp_path / "readonly.log", figures)
         else:
             figures.note("no read-only case: no filesystem could be mounted read-only")
     figures.check()
