@@ -46,6 +46,9 @@ from eventlog.supervision import Supervisor, call_soon_threadsafe
 
 T = TypeVar("T")
 
+DELETE_BATCH = 500
+"""Rows per transaction when a run is deleted (see ``delete``); fewer on a disk too full for it."""
+
 logger = logging.getLogger(__name__)
 
 WAL_ROOM = FALLBACK_PAGES * 4096
@@ -247,7 +250,26 @@ class SQLiteStorage:
         return await self._writer.call(job)
 
     async def delete(self, run_id: str) -> bool:
-        return await self._transact(lambda c: transactions.delete_run(c, run_id))
+        """In transactions of at most ``DELETE_BATCH`` rows, oldest first (readers meanwhile see
+        the run trimmed), the run itself with the last one: on a nearly full disk, where
+        deleting runs is how space is made, each needs WAL room for one batch, not the run
+        (and the WAL is truncated between them, see ``_reclaim_wal``)."""
+        info = await self.run(run_id)
+        if info is None:
+            return False
+        batch = DELETE_BATCH
+        while True:
+            try:
+                deleted = await self._transact(
+                    lambda c: transactions.delete_run_in_part(c, run_id, info.last_id, batch)
+                )
+            except DatabaseFull:
+                if batch == 1:
+                    raise
+                batch = max(1, batch // 8)  # the WAL has less room than a batch needs
+                continue
+            if deleted is not None:
+                return deleted
 
     async def trim_run(self, run_id: str, policy: RetentionPolicy, now: float, max_rows: int) -> int:
         return await self._transact(lambda c: transactions.trim_run(c, run_id, policy, now, max_rows))

@@ -386,24 +386,44 @@ def expire_ended(conn: sqlite3.Connection, ended_before: float, max_rows: int) -
     for run_id, end_id in expired:
         if deleted >= max_rows:
             break
-        upto = conn.execute(
-            "SELECT max(id), count(*), sum(length(CAST(data AS BLOB))) FROM "
-            "(SELECT id, data FROM events WHERE run_id = ? ORDER BY id LIMIT ?)",
-            (run_id, max_rows - deleted),
-        ).fetchone()
-        if upto[0] is not None:
-            conn.execute("DELETE FROM events WHERE run_id = ? AND id <= ?", (run_id, upto[0]))
-            deleted += upto[1]
-        if upto[0] is None or upto[0] >= end_id:
+        rows, reached = _delete_oldest(conn, run_id, end_id, max_rows - deleted)
+        deleted += rows
+        if reached:
             delete_run(conn, run_id)
             removed.append(run_id)
-        else:
-            conn.execute(
-                "UPDATE runs SET event_count = event_count - ?, total_bytes = total_bytes - ?, "
-                "trimmed_through = max(trimmed_through, ?) WHERE run_id = ?",
-                (upto[1], upto[2], upto[0], run_id),
-            )
     return removed, deleted
+
+
+def delete_run_in_part(conn: sqlite3.Connection, run_id: str, through: int, max_rows: int) -> bool | None:
+    """One step of deleting a run in short transactions: its oldest rows up to id ``through``
+    (its newest when the deletion began), at most ``max_rows``; the step that reaches
+    ``through`` deletes the run with whatever was appended since. None while rows up to
+    ``through`` remain, else whether there was a run to delete."""
+    _, reached = _delete_oldest(conn, run_id, through, max_rows)
+    return delete_run(conn, run_id) if reached else None
+
+
+def _delete_oldest(conn: sqlite3.Connection, run_id: str, through: int, max_rows: int) -> tuple[int, bool]:
+    """Delete the run's oldest rows, at most ``max_rows`` and none above id ``through``, keeping
+    its counters and ``trimmed_through`` right (readers see it trimmed, with a Gap). Returns the
+    rows deleted and whether they reached ``through``: then the caller deletes the run, so the
+    counters (which do not count the end marker, the newest row) are left as they are."""
+    newest, count, size = conn.execute(
+        "SELECT max(id), count(*), coalesce(sum(length(CAST(data AS BLOB))), 0) FROM "
+        "(SELECT id, data FROM events WHERE run_id = ? AND id <= ? ORDER BY id LIMIT ?)",
+        (run_id, through, max_rows),
+    ).fetchone()
+    if newest is None:
+        return 0, True
+    conn.execute("DELETE FROM events WHERE run_id = ? AND id <= ?", (run_id, newest))
+    if newest >= through:
+        return count, True
+    conn.execute(
+        "UPDATE runs SET event_count = event_count - ?, total_bytes = total_bytes - ?, "
+        "trimmed_through = max(trimmed_through, ?) WHERE run_id = ?",
+        (count, size, newest, run_id),
+    )
+    return count, False
 
 
 def expire_idempotency_keys(conn: sqlite3.Connection, created_before: float, max_rows: int) -> int:
