@@ -11,7 +11,7 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -31,6 +31,7 @@ from eventlog.storage.base import (
 from eventlog.storage.change_feed import ChangeFeed, LocalCommits
 from eventlog.storage.checkpoint import FALLBACK_PAGES, Checkpointer
 from eventlog.storage.connection import connect
+from eventlog.storage.globs import sqlite_glob
 from eventlog.storage.migrations import migrate
 from eventlog.storage.writer import GroupCommit, WriterThread
 
@@ -167,11 +168,24 @@ class SQLiteStorage:
         return (await self.read(run_id, after=0, limit=0)).run
 
     async def runs(
-        self, *, limit: int, offset: int, status: Literal["running", "ended"] | None = None
+        self,
+        *,
+        limit: int,
+        offset: int,
+        status: Literal["running", "ended"] | None = None,
+        run_globs: Sequence[str] | None = None,
     ) -> list[RunInfo]:
-        where = {None: "", "running": "WHERE end_id IS NULL", "ended": "WHERE end_id IS NOT NULL"}[status]
+        clauses = {None: [], "running": ["end_id IS NULL"], "ended": ["end_id IS NOT NULL"]}[status]
+        params: list[Any] = []
+        if run_globs is not None:
+            # The grant filters before LIMIT/OFFSET, so every page is full (see storage/globs.py).
+            patterns = [p for p in map(sqlite_glob, run_globs) if p is not None]
+            clauses.append("EXISTS (SELECT 1 FROM json_each(?) WHERE runs.run_id GLOB json_each.value)")
+            params.append(json.dumps(patterns))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY created_at DESC, run_id LIMIT ? OFFSET ?"
-        return await self._read(lambda conn: [_run_info(r) for r in conn.execute(sql, (limit, offset))])
+        params += [limit, offset]
+        return await self._read(lambda conn: [_run_info(r) for r in conn.execute(sql, params)])
 
     async def trim_candidates(self, policy: RetentionPolicy, now: float) -> list[str]:
         sql = (
