@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
 
 from eventlog import EventLog
-from eventlog.http.auth import Need, guard
+from eventlog.http.auth import Need
+from eventlog.http.openapi import ApiRoute, Operation, Reply
+from eventlog.http.schemas import Health
 
 _METRICS = [
     ("eventlog_appended_events_total", "counter", "Events appended through this process.", "appended"),
@@ -43,6 +44,10 @@ async def healthz(request: Request) -> Response:
 
 
 routes = [
-    Route("/metrics", guard(metrics, Need.PRODUCER), methods=["GET"]),
-    Route("/healthz", guard(healthz, Need.OPEN), methods=["GET"]),
+    ApiRoute("/metrics", metrics, "GET", Need.PRODUCER, Operation(
+        "Prometheus metrics", {200: Reply("The text exposition format", media_type="text/plain")}, (503,),
+    )),
+    ApiRoute("/healthz", healthz, "GET", Need.OPEN, Operation(
+        "Liveness: the file is readable", {200: Reply("Healthy", Health)}, (503,),
+    )),
 ]
