@@ -21,6 +21,7 @@ from eventlog.http.schemas import (
     Run,
     RunList,
     StoredEvent,
+    StreamEvent,
     reply,
 )
 from eventlog.http.settings import Settings
@@ -29,9 +30,10 @@ from eventlog.http.sse import stream_response
 RUN_ID = Param("run_id", "path", RUN_ID_SCHEMA)
 LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100})
 STREAM_REPLY = Reply(
-    "Server-Sent Events: a retry hint; the run's events (id, event, data as JSON); heartbeat comments; "
-    "a gap frame when the cursor lies before the retained events; an end frame when the run has ended",
-    media_type="text/event-stream",
+    "Server-Sent Events: a retry hint, the run's events, heartbeat comments, a gap frame when the "
+    "cursor lies before the retained events, and an end frame once the run has ended (the schema is "
+    "that of each event)",
+    StreamEvent, media_type="text/event-stream",
 )
 READ_ERRORS = (404, 422, 503)
 """What reading a run named in the path can answer besides success (422: an invalid run id)."""

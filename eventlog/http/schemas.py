@@ -11,10 +11,23 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 from starlette.responses import Response
 
 from eventlog import Event, RunInfo
-from eventlog.log.validation import RUN_ID_PATTERN
+from eventlog.log.validation import RESERVED_EVENT_NAMES, RUN_ID_PATTERN
 
 RUN_ID_SCHEMA = {"type": "string", "pattern": f"^{RUN_ID_PATTERN.pattern}$"}
 """What the log accepts as a run id, for the description (the log itself checks it)."""
+EVENT_NAME_SCHEMA = {
+    "type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[^\\x00-\\x1f\\x7f]*$",
+    "not": {"enum": sorted(RESERVED_EVENT_NAMES)},
+}
+"""What the log accepts as an event name, likewise."""
+
+
+def _one_form_schema(schema: dict[str, Any]) -> None:
+    """``AppendBody``'s rule in its schema: ``event`` or a non-empty ``events``, not both."""
+    properties = schema["properties"]
+    properties["event"] = EVENT_NAME_SCHEMA
+    properties["events"] = {"type": "array", "minItems": 1, "items": properties["events"]["anyOf"][0]["items"]}
+    schema["oneOf"] = [{"required": ["event"]}, {"required": ["events"]}]
 
 
 class CreateRunBody(BaseModel):
@@ -25,14 +38,14 @@ class CreateRunBody(BaseModel):
 
 class EventBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    event: str
+    event: str = Field(json_schema_extra=EVENT_NAME_SCHEMA)
     data: JsonValue = None
 
 
 class AppendBody(BaseModel):
     """Either one event (``event`` and ``data``) or a batch (``events``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_form_schema)
     event: str | None = None
     data: JsonValue = None
     events: list[EventBody] | None = None
@@ -118,6 +131,19 @@ class AppendedIds(BaseModel):
 class Ended(BaseModel):
     id: int = Field(description="the end marker's id")
     reason: str | None
+
+
+class StreamEvent(BaseModel):
+    """One Server-Sent Event, as a client's parser yields it (the ``retry:`` hint that opens a
+    stream and heartbeat comments carry no data, so they yield none). ``event`` is the stored
+    event's name, or ``end`` (``data`` is ``{"reason": ...}``; the stream then closes), or
+    ``gap`` (the cursor lies before the retained events; ``data`` gives
+    ``earliest_available_event_id`` and ``recovery``)."""
+
+    id: str | None = Field(None, pattern="^[0-9]+$", description="the event id, the cursor to resume after")
+    event: str
+    data: str = Field(json_schema_extra={"contentMediaType": "application/json"})
+    retry: int | None = None
 
 
 class ThreadRunStatus(BaseModel):
