@@ -38,12 +38,18 @@ def query_int(request: Request, name: str, default: int, low: int, high: int) ->
     return parse_int(raw, name=name, source=f"{name} parameter", low=low, high=high)
 
 
-def header(request: Request, name: str) -> str | None:
-    """The header's value decoded as UTF-8, as clients mean it (``name`` in lower case)."""
+def header(request: Request, name: str, *, strict: bool = False) -> str | None:
+    """The header's value decoded as UTF-8, as clients mean it (``name`` in lower case). Bytes
+    that are not UTF-8 become replacement characters, fine for echoing; a value that identifies
+    something (``strict``) is refused instead, with a 400, since that would merge distinct values."""
     key = name.encode("latin-1")
     for field, value in request.scope["headers"]:
         if field == key:
-            return value.decode("utf-8", "replace")
+            try:
+                return value.decode("utf-8", "strict" if strict else "replace")
+            except UnicodeDecodeError:
+                shown = value.decode("utf-8", "replace")[:64]
+                raise ApiError(400, f"invalid_{name.replace('-', '_')}", f"the {name} header is not UTF-8 (got {shown!r})") from None
     return None
 
 

@@ -9,7 +9,7 @@ from eventlog import EventLog, RunInfo, RunNotFound
 from eventlog.http.auth import Need, access
 from eventlog.http.errors import ApiError, read_body
 from eventlog.http.openapi import ApiRoute, Operation, Param, Reply
-from eventlog.http.params import CURSOR_MAX, CURSOR_PARAMS, gap_policy, query_int, resume_cursor
+from eventlog.http.params import CURSOR_MAX, CURSOR_PARAMS, gap_policy, header, query_int, resume_cursor
 from eventlog.http.schemas import (
     RUN_ID_SCHEMA,
     AppendBody,
@@ -94,7 +94,7 @@ async def append_events(request: Request) -> Response:
     pairs = body.pairs()
     if len(pairs) > settings.max_batch_events:
         raise ApiError(413, "batch_too_large", f"at most {settings.max_batch_events} events per request (got {len(pairs)})")
-    key = request.headers.get("idempotency-key")
+    key = header(request, "idempotency-key", strict=True)
     ids = await _log(request).append_many(request.path_params["run_id"], pairs, idempotency_key=key)
     return reply(AppendedIds(ids=ids), 201)
 

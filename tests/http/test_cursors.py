@@ -31,17 +31,27 @@ def http(shared_server: ServerProcess) -> httpx.Client:
     return client
 
 
-def raw_get(base_url: str, path: str, header: bytes) -> tuple[int, str]:
-    """GET with one header line sent byte for byte (httpx refuses a value with surrounding
-    whitespace, which HTTP allows and servers strip). HTTP/1.0: the body ends at the close."""
+def raw_request(base_url: str, head: bytes, body: bytes = b"") -> tuple[int, str]:
+    """Send ``head`` (request and header lines) byte for byte: httpx refuses header values with
+    surrounding whitespace, which HTTP allows and servers strip. HTTP/1.0: the answer ends at
+    the close."""
     address = urlsplit(base_url)
     with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
-        sock.sendall(b"GET " + path.encode() + b" HTTP/1.0\r\nHost: 127.0.0.1\r\n" + header + b"\r\n\r\n")
+        sock.sendall(head + b"Host: 127.0.0.1\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode()
+    status_and_headers, _, rest = answer.partition(b"\r\n\r\n")
+    return int(status_and_headers.split()[1]), rest.decode()
+
+
+def raw_get(base_url: str, path: str, header: bytes) -> tuple[int, str]:
+    return raw_request(base_url, b"GET " + path.encode() + b" HTTP/1.0\r\n" + header + b"\r\n")
+
+
+def raw_post(base_url: str, path: str, header: bytes, body: bytes) -> tuple[int, str]:
+    head = b"POST " + path.encode() + b" HTTP/1.0\r\nContent-Type: application/json\r\n" + header + b"\r\n"
+    return raw_request(base_url, head, body)
 
 
 def ids_in(stream: str) -> list[int]:
@@ -110,3 +120,17 @@ def test_non_ascii_header_bytes_are_echoed_as_sent(http: httpx.Client, raw: byte
 def test_non_ascii_query_values_are_echoed_as_sent(http: httpx.Client) -> None:
     response = http.get(STREAMS[0], params={"last_event_id": "é5"})
     assert response.status_code == 400 and "'é5'" in response.json()["error"]["message"]
+
+
+
+def test_a_utf8_idempotency_key_is_kept_and_echoed_as_sent(http: httpx.Client) -> None:
+    assert http.post("/runs", json={"run_id": "cursors-key"}).status_code == 201
+    key = "clé-日本".encode()
+    first = raw_post(str(http.base_url), "/runs/cursors-key/events", b"Idempotency-Key: " + key, b'{"event": "e", "data": 1}')
+    again = raw_post(str(http.base_url), "/runs/cursors-key/events", b"Idempotency-Key: " + key, b'{"event": "e", "data": 1}')
+    assert first[0] == again[0] == 201 and json.loads(first[1]) == json.loads(again[1])
+    other = raw_post(str(http.base_url), "/runs/cursors-key/events", b"Idempotency-Key: " + key, b'{"event": "e", "data": 2}')
+    assert other[0] == 422 and "'clé-日本'" in json.loads(other[1])["error"]["message"]
+    # Bytes that are not UTF-8 would merge distinct keys if replaced: they are refused.
+    bad = raw_post(str(http.base_url), "/runs/cursors-key/events", b"Idempotency-Key: k\xff", b'{"event": "e", "data": 3}')
+    assert bad[0] == 400 and json.loads(bad[1])["error"]["code"] == "invalid_idempotency_key"
