@@ -5,17 +5,20 @@ must filter by them *before* ``LIMIT/OFFSET``, so the filter runs in the query. 
 glob to SQLite's own ``GLOB`` keeps the query plain SQL: it runs in SQLite's C code with the GIL
 released, where a Python SQL function would take the GIL back for every row of the scan.
 
-The two dialects differ only in details, which the translation resolves by parsing a glob the
-way ``fnmatch.translate`` does (a ``[`` without its ``]`` is a literal; ``[!...]`` negates;
-ranges whose ends are reversed drop out; an empty set matches nothing) and writing each piece in
-a form whose meaning is the same in SQLite (``[^...]`` negates; ``]`` goes first in a set and a
-literal ``-`` right after it; ``*``, ``?`` and ``[`` become one-character sets). A backend on
-another database (PostgreSQL's ``~`` or ``LIKE``) writes the same pieces in its own syntax.
+The two dialects differ in details. The translation scans a glob the way ``fnmatch.translate``
+does (a ``[`` without its ``]`` is a literal), reads each bracket expression back from
+``fnmatch``'s own translation of it (so its quirks come along: reversed ranges drop out, an empty
+set matches nothing), and writes each piece in a form whose meaning is the same in SQLite
+(``[^...]`` negates; ``]`` goes first in a set and a literal ``-`` right after it; ``*``, ``?``
+and ``[`` become one-character sets). A backend on another database (PostgreSQL's ``~`` or
+``LIKE``) writes the same pieces in its own syntax.
 NUL never occurs in a stored run id, so a glob piece that needs it matches nothing.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -56,44 +59,49 @@ def parse(glob: str) -> list[Piece]:
             if j >= n:
                 pieces.append(CharSet((("[", "["),), False))
             else:
-                pieces.append(_bracket(glob[i:j]))
+                pieces.append(_bracket(glob[i - 1 : j + 1]))
                 i = j + 1
         else:
             pieces.append(CharSet(((c, c),), False))
     return pieces
 
 
-def _bracket(stuff: str) -> CharSet:
-    """The set of ``[stuff]``: the chunking of ``fnmatch.translate``, read back as ranges."""
-    negated = stuff.startswith("!")
-    body = stuff[1:] if negated else stuff
-    if "-" not in body:
-        return CharSet(tuple((c, c) for c in body), negated)
-    chunks: list[str] = []
-    start, k = 0, 1
-    while True:
-        k = body.find("-", k)
-        if k < 0:
-            break
-        chunks.append(body[start:k])
-        start, k = k + 1, k + 3
-    chunk = body[start:]
-    if chunk:
-        chunks.append(chunk)
-    else:
-        chunks[-1] += "-"
-    for k in range(len(chunks) - 1, 0, -1):  # drop reversed ranges, as fnmatch does
-        if chunks[k - 1][-1] > chunks[k][0]:
-            chunks[k - 1] = chunks[k - 1][:-1] + chunks[k][1:]
-            del chunks[k]
-    # Consecutive chunks are joined by a range: last char of one to first char of the next.
+_TRANSLATED = re.compile(r"\(\?s:(.*)\)\\[Zz]", re.S)
+
+
+def _bracket(expression: str) -> CharSet:
+    """The set of one bracket expression, as ``fnmatch`` reads it.
+
+    ``fnmatch.translate`` rewrites a bracket in ways no plain reading predicts (it drops reversed
+    ranges, and a set left starting with ``!`` after that becomes a negated one), so the set is
+    read back from its translation: a regular-expression class, or ``(?!)`` or ``.``."""
+    found = _TRANSLATED.fullmatch(fnmatch.translate(expression))
+    assert found is not None, expression
+    regex = found.group(1)
+    if regex == "(?!)":
+        return CharSet((), negated=False)
+    if regex == ".":
+        return CharSet((), negated=True)
+    body = regex[1:-1]
+    negated = body.startswith("^")
+    if negated:
+        body = body[1:]
     ranges: list[tuple[str, str]] = []
-    for index, chunk in enumerate(chunks):
-        chars = list(chunk)
-        if index > 0:
-            low = ranges.pop()[0]
-            ranges.append((low, chars.pop(0)))
-        ranges.extend((c, c) for c in chars)
+    i = 0
+
+    def atom() -> str:
+        nonlocal i
+        escaped = body[i] == "\\"
+        i += 2 if escaped else 1
+        return body[i - 1]
+
+    while i < len(body):
+        low = atom()
+        if i + 1 < len(body) and body[i] == "-":  # a "-" before the end joins a range
+            i += 1
+            ranges.append((low, atom()))
+        else:
+            ranges.append((low, low))
     return CharSet(tuple(ranges), negated)
 
 

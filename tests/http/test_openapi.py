@@ -42,7 +42,7 @@ def schemathesis(
         "--max-examples", str(max_examples), "--seed", str(seed), "--request-timeout", "10",
         "--generation-database", "none", "--no-color", "--report", "json", "--report-json-path", str(report), *args,
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)  # its caches stay there
     assert report.exists(), result.stdout + result.stderr
     figures = json.loads(report.read_text())
     operations, cases = figures["operations"], figures["test_cases"]
