@@ -8,6 +8,7 @@ document is built from the app's route table and the pydantic models the handler
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -31,10 +32,9 @@ _ERRORS = {
     409: "The run's state forbids it (it exists, has ended, or is not idle)",
     413: "The body or the batch is too large",
     422: "A body or value that breaks the input rules",
-    503: "The log is closed (the server is shutting down)",
+    503: "The log cannot serve now (it is closed as the server shuts down, or its storage failed)",
     507: "The disk is full: nothing was stored",
 }
-_NEED_ERRORS = {Need.OPEN: (), Need.ANY: (401,), Need.READ_RUN: (401, 403), Need.PRODUCER: (401, 403)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +69,6 @@ class Operation:
     parameters: tuple[Param, ...] = ()
     body: type[BaseModel] | None = None
     body_required: bool = True
-    description: str = ""
 
 
 class ApiRoute(Route):
@@ -99,11 +98,11 @@ def _operation(route: ApiRoute, schemas: Mapping[type[BaseModel], Any]) -> dict[
         for status, reply in sorted(op.replies.items())
     }
     error = {"content": {"application/json": {"schema": schemas[Error]}}}
-    for status in sorted({*op.errors, *_NEED_ERRORS[route.need]}):
+    for status in sorted({*op.errors, *route.need.statuses}):
         responses[str(status)] = {"description": _ERRORS[status], **error}
     spec: dict[str, Any] = {"summary": op.summary, "operationId": route.name, "responses": responses}
-    if op.description:
-        spec["description"] = op.description
+    if route.endpoint.__doc__:  # the handler's docstring (guard keeps it)
+        spec["description"] = inspect.cleandoc(route.endpoint.__doc__)
     if op.parameters:
         spec["parameters"] = [param.spec() for param in op.parameters]
     if op.body is not None:
