@@ -15,9 +15,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from eventlog import __version__
 from eventlog.http.auth import Handler, Need, guard
@@ -79,6 +81,14 @@ class ApiRoute(Route):
         self.method = method
         self.need = need
         self.operation = operation
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A 405 whose ``Allow`` names every method of the path: each method is its own route,
+        and starlette's 405 would name only those of the first route matching the path."""
+        if scope["method"] not in self.methods:  # type: ignore[operator]
+            methods = {m for r in scope["app"].routes if isinstance(r, ApiRoute) and r.path == self.path for m in r.methods}
+            raise HTTPException(405, headers={"Allow": ", ".join(sorted(methods))})
+        await super().handle(scope, receive, send)
 
 
 def _content(reply: Reply, schemas: Mapping[type[BaseModel], Any]) -> dict[str, Any]:

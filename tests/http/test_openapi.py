@@ -128,3 +128,12 @@ def test_schemathesis_with_an_api_key_set(keyed_server: ServerProcess, tmp_path:
     document = tmp_path / "openapi.json"
     document.write_text(json.dumps(spec))
     schemathesis("key set, not sent", str(document), tmp_path, "--url", keyed_server.url, max_examples=5, seed=3)
+
+
+def test_a_405_allows_every_method_of_the_path(open_server: ServerProcess) -> None:
+    with httpx.Client(base_url=open_server.url, timeout=10) as http:
+        for path, allowed in [("/runs", "GET, HEAD, POST"), ("/runs/r1", "DELETE, GET, HEAD"), ("/runs/r1/events", "GET, HEAD, POST")]:
+            response = http.request("PUT", path)
+            assert response.status_code == 405, path
+            assert response.headers["allow"] == allowed, path
+            assert response.json()["error"]["code"] == "method_not_allowed"
