@@ -153,11 +153,15 @@ class ThreadRunStatus(BaseModel):
 
 
 class Health(BaseModel):
+    """``/healthz``'s body; open to more fields (what the checks found) without a new version."""
+
     model_config = ConfigDict(extra="allow")
     status: str
 
 
 class ErrorDetail(BaseModel):
+    """``code`` and ``message`` always; some errors add fields (``details`` of an invalid body)."""
+
     model_config = ConfigDict(extra="allow")
     code: str = Field(description="stable, for clients to switch on")
     message: str
@@ -169,6 +173,6 @@ class Error(BaseModel):
     error: ErrorDetail
 
 
-def reply(body: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def reply(body: BaseModel, status: int = 200) -> Response:
     """The JSON response carrying ``body``, serialized by its model."""
-    return Response(body.model_dump_json(), status, headers=headers, media_type="application/json")
+    return Response(body.model_dump_json(), status, media_type="application/json")
