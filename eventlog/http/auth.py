@@ -37,11 +37,18 @@ class Need(Enum):
     OPEN = "open"
     """No credentials (``/healthz``)."""
     ANY = "any"
-    """Any valid credential; what it may see is filtered by the handler (``GET /runs``)."""
+    """Any valid credential; what it may see is filtered by the handler (``GET /runs`` hands the
+    token's globs to the log's query)."""
     READ_RUN = "read_run"
     """Reading the run named in the path: the API key, or a token whose globs match it."""
     PRODUCER = "producer"
     """Writing, deleting, operating: the API key only."""
+
+    @property
+    def statuses(self) -> tuple[int, ...]:
+        """What ``guard`` itself may answer for this need (the OpenAPI description lists them):
+        401 without valid credentials, 403 for credentials used outside their scope."""
+        return {Need.OPEN: (), Need.ANY: (401,)}.get(self, (401, 403))
 
 
 @dataclass(frozen=True, slots=True)

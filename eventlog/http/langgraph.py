@@ -9,21 +9,24 @@ the run path for the status and reconnects while it is ``running``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import Response
 
 from eventlog import Event, RunInfo, RunNotFound
-from eventlog.http.auth import Need, guard
-from eventlog.http.routes import path_run
-from eventlog.http.sse import gap_policy, resume_cursor, stream_response
+from eventlog.http.auth import Need
+from eventlog.http.openapi import ApiRoute, Operation, Param, Reply
+from eventlog.http.params import CURSOR_PARAMS, gap_policy, resume_cursor
+from eventlog.http.routes import READ_ERRORS, RUN_ID, STREAM_REPLY, path_run
+from eventlog.http.schemas import ThreadRunStatus, reply
+from eventlog.http.sse import stream_response
 
 _ERROR_REASONS = {"error", "failed", "failure", "timeout"}
 _INTERRUPTED_REASONS = {"interrupted", "interrupt", "cancelled", "canceled", "abandoned"}
 
 
-def status_of(info: RunInfo) -> str:
+def status_of(info: RunInfo) -> Literal["running", "success", "error", "interrupted"]:
     """LangGraph's run status: ``running`` while open; after the end, from its reason."""
     if not info.ended:
         return "running"
@@ -56,7 +59,7 @@ def mode_filter(modes: list[str]) -> Callable[[Event], bool]:
 
 async def get_thread_run(request: Request) -> Response:
     info = await _thread_run(request)
-    return JSONResponse({"run_id": info.run_id, "thread_id": request.path_params["thread_id"], "status": status_of(info)})
+    return reply(ThreadRunStatus(run_id=info.run_id, thread_id=request.path_params["thread_id"], status=status_of(info)))
 
 
 async def join_stream(request: Request) -> Response:
@@ -73,7 +76,18 @@ async def join_stream(request: Request) -> Response:
     )
 
 
+THREAD_ID = Param("thread_id", "path", {"type": "string", "minLength": 1})
+
 routes = [
-    Route("/threads/{thread_id}/runs/{run_id}", guard(get_thread_run, Need.READ_RUN), methods=["GET"]),
-    Route("/threads/{thread_id}/runs/{run_id}/stream", guard(join_stream, Need.READ_RUN), methods=["GET"]),
+    ApiRoute("/threads/{thread_id}/runs/{run_id}", get_thread_run, "GET", Need.READ_RUN, Operation(
+        "LangGraph run status", {200: Reply("The status", ThreadRunStatus)}, READ_ERRORS,
+        parameters=(THREAD_ID, RUN_ID),
+    )),
+    ApiRoute("/threads/{thread_id}/runs/{run_id}/stream", join_stream, "GET", Need.READ_RUN, Operation(
+        "LangGraph join_stream (SSE)", {200: STREAM_REPLY}, (400, *READ_ERRORS), parameters=(
+            THREAD_ID, RUN_ID, *CURSOR_PARAMS,
+            Param("stream_mode", "query", {"type": "array", "items": {"type": "string"}}, "keep events of these modes"),
+            Param("cancel_on_disconnect", "query", {"type": "boolean"}, "accepted and ignored"),
+        ),
+    )),
 ]

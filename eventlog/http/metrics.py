@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.responses import PlainTextResponse, Response
 
 from eventlog import EventLog, EventLogError
-from eventlog.http.auth import Need, guard
+from eventlog.http.auth import Need
+from eventlog.http.openapi import ApiRoute, Operation, Reply
+from eventlog.http.schemas import ErrorDetail, Health, reply
 
 _METRICS = [
     ("eventlog_appended_events_total", "counter", "Events appended through this process.", "appended"),
@@ -49,12 +50,15 @@ async def healthz(request: Request) -> Response:
     try:
         await log.stats()  # proves the file is readable; fails at once on a file found corrupt
     except EventLogError as exc:
-        error = {"code": exc.code, "message": str(exc)}
-        return JSONResponse({"status": "unhealthy", "error": error}, 503)
-    return JSONResponse({"status": "ok"})
+        return reply(Health(status="unhealthy", error=ErrorDetail(code=exc.code, message=str(exc))), 503)
+    return reply(Health(status="ok"))
 
 
 routes = [
-    Route("/metrics", guard(metrics, Need.PRODUCER), methods=["GET"]),
-    Route("/healthz", guard(healthz, Need.OPEN), methods=["GET"]),
+    ApiRoute("/metrics", metrics, "GET", Need.PRODUCER, Operation(
+        "Prometheus metrics", {200: Reply("The text exposition format", media_type="text/plain")}, (503,),
+    )),
+    ApiRoute("/healthz", healthz, "GET", Need.OPEN, Operation(
+        "Liveness: the file is readable", {200: Reply("Healthy", Health), 503: Reply("Unhealthy: why, in error", Health)},
+    )),
 ]

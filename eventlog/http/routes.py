@@ -3,15 +3,41 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import Response
 
 from eventlog import EventLog, RunInfo, RunNotFound
-from eventlog.http.auth import Need, access, guard
+from eventlog.http.auth import Need, access
 from eventlog.http.errors import ApiError, read_body
-from eventlog.http.schemas import AppendBody, CreateRunBody, EndBody, event_json, run_json
+from eventlog.http.openapi import ApiRoute, Operation, Param, Reply
+from eventlog.http.params import CURSOR_MAX, CURSOR_PARAMS, gap_policy, header, query_int, resume_cursor
+from eventlog.http.schemas import (
+    RUN_ID_SCHEMA,
+    AppendBody,
+    AppendedIds,
+    CreateRunBody,
+    EndBody,
+    Ended,
+    EventsPage,
+    Run,
+    RunList,
+    StoredEvent,
+    StreamEvent,
+    reply,
+)
 from eventlog.http.settings import Settings
-from eventlog.http.sse import gap_policy, resume_cursor, stream_response
+from eventlog.http.sse import stream_response
+
+RUN_ID = Param("run_id", "path", RUN_ID_SCHEMA)
+LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100})
+STREAM_REPLY = Reply(
+    "Server-Sent Events: a retry hint, the run's events, heartbeat comments, a gap frame when the "
+    "cursor lies before the retained events, and an end frame once the run has ended (the schema is "
+    "that of each event)",
+    StreamEvent, media_type="text/event-stream",
+)
+READ_ERRORS = (404, 422, 503)
+"""What reading a run named in the path can answer besides success (422: an invalid run id)."""
+WRITE_ERRORS = (400, 404, 409, 413, 422, 503, 507)
 
 
 def _log(request: Request) -> EventLog:
@@ -22,30 +48,23 @@ def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
-        raise ApiError(400, f"invalid_{name}", f"{name} must be an integer from {low} to {high} (got {raw[:64]!r})")
-    return int(raw)
-
-
 async def create_run(request: Request) -> Response:
     body = await read_body(request, CreateRunBody, _settings(request).max_body_bytes)
     info = await _log(request).create_run(body.run_id, body.metadata)
-    return JSONResponse(run_json(info), 201)
+    return reply(Run.of(info), 201)
 
 
 async def list_runs(request: Request) -> Response:
+    """A reader token lists only the runs it may read; the log filters before paging."""
     status = request.query_params.get("status")
     if status not in (None, "running", "ended"):
         raise ApiError(400, "invalid_status", "status must be 'running' or 'ended'")
-    limit = int_param(request, "limit", 100, 1, 1000)
-    offset = int_param(request, "offset", 0, 0, 2**62)
-    runs = await _log(request).runs(limit=limit, offset=offset, status=status)  # type: ignore[arg-type]
-    caller = access(request)  # a reader token lists only the runs it may read
-    return JSONResponse({"runs": [run_json(info) for info in runs if caller.can_read(info.run_id)]})
+    limit = query_int(request, "limit", 100, 1, 1000)
+    offset = query_int(request, "offset", 0, 0, 2**62)
+    caller = access(request)
+    globs = None if caller.producer else caller.run_globs
+    runs = await _log(request).runs(limit=limit, offset=offset, status=status, run_globs=globs)  # type: ignore[arg-type]
+    return reply(RunList(runs=[Run.of(info) for info in runs]))
 
 
 async def path_run(request: Request) -> RunInfo:
@@ -58,7 +77,7 @@ async def path_run(request: Request) -> RunInfo:
 
 
 async def get_run(request: Request) -> Response:
-    return JSONResponse(run_json(await path_run(request)))
+    return reply(Run.of(await path_run(request)))
 
 
 async def delete_run(request: Request) -> Response:
@@ -75,9 +94,9 @@ async def append_events(request: Request) -> Response:
     pairs = body.pairs()
     if len(pairs) > settings.max_batch_events:
         raise ApiError(413, "batch_too_large", f"at most {settings.max_batch_events} events per request (got {len(pairs)})")
-    key = request.headers.get("idempotency-key")
+    key = header(request, "idempotency-key", strict=True)
     ids = await _log(request).append_many(request.path_params["run_id"], pairs, idempotency_key=key)
-    return JSONResponse({"ids": ids}, 201)
+    return reply(AppendedIds(ids=ids), 201)
 
 
 async def end_run(request: Request) -> Response:
@@ -86,15 +105,16 @@ async def end_run(request: Request) -> Response:
     before = await path_run(request)
     end_id = await _log(request).end(before.run_id, body.reason)
     repeated = before.end_id == end_id
-    return JSONResponse({"id": end_id, "reason": body.reason}, 200 if repeated else 201)
+    return reply(Ended(id=end_id, reason=body.reason), 200 if repeated else 201)
 
 
 async def read_events(request: Request) -> Response:
-    after = int_param(request, "after", 0, 0, 2**63 - 1)
-    limit = int_param(request, "limit", 100, 1, 1000)
+    after = query_int(request, "after", 0, 0, CURSOR_MAX)
+    limit = query_int(request, "limit", 100, 1, 1000)
     info = await path_run(request)
     events = await _log(request).read(info.run_id, after=after, limit=limit)
-    return JSONResponse({"events": [event_json(e) for e in events], "next_after": events[-1].id if events else after})
+    page = EventsPage(events=[StoredEvent.of(e) for e in events], next_after=events[-1].id if events else after)
+    return reply(page)
 
 
 async def stream_run(request: Request) -> Response:
@@ -108,12 +128,42 @@ async def stream_run(request: Request) -> Response:
 
 
 routes = [
-    Route("/runs", guard(create_run, Need.PRODUCER), methods=["POST"]),
-    Route("/runs", guard(list_runs, Need.ANY), methods=["GET"]),
-    Route("/runs/{run_id}", guard(get_run, Need.READ_RUN), methods=["GET"]),
-    Route("/runs/{run_id}", guard(delete_run, Need.PRODUCER), methods=["DELETE"]),
-    Route("/runs/{run_id}/events", guard(append_events, Need.PRODUCER), methods=["POST"]),
-    Route("/runs/{run_id}/events", guard(read_events, Need.READ_RUN), methods=["GET"]),
-    Route("/runs/{run_id}/end", guard(end_run, Need.PRODUCER), methods=["POST"]),
-    Route("/runs/{run_id}/stream", guard(stream_run, Need.READ_RUN), methods=["GET"]),
+    ApiRoute("/runs", create_run, "POST", Need.PRODUCER, Operation(
+        "Create a run", {201: Reply("The new run", Run)}, (400, 409, 413, 422, 503, 507), body=CreateRunBody,
+    )),
+    ApiRoute("/runs", list_runs, "GET", Need.ANY, Operation(
+        "List runs, newest first (a reader token lists the runs it grants)", {200: Reply("A page of runs", RunList)},
+        (400, 503), parameters=(
+            LIMIT,
+            Param("offset", "query", {"type": "integer", "minimum": 0, "maximum": 2**62, "default": 0}),
+            Param("status", "query", {"enum": ["running", "ended"]}),
+        ),
+    )),
+    ApiRoute("/runs/{run_id}", get_run, "GET", Need.READ_RUN, Operation(
+        "A run", {200: Reply("The run", Run)}, READ_ERRORS, parameters=(RUN_ID,),
+    )),
+    ApiRoute("/runs/{run_id}", delete_run, "DELETE", Need.PRODUCER, Operation(
+        "Delete a run and its events", {204: Reply("Deleted", media_type=None)}, (404, 422, 503, 507),
+        parameters=(RUN_ID,),
+    )),
+    ApiRoute("/runs/{run_id}/events", append_events, "POST", Need.PRODUCER, Operation(
+        "Append one event or a batch (durable once answered)", {201: Reply("The events' ids", AppendedIds)},
+        WRITE_ERRORS, body=AppendBody, parameters=(
+            RUN_ID,
+            Param("Idempotency-Key", "header", {"type": "string", "minLength": 1, "maxLength": 256},
+                  "a retry with the same key and events appends nothing and answers the same ids"),
+        ),
+    )),
+    ApiRoute("/runs/{run_id}/events", read_events, "GET", Need.READ_RUN, Operation(
+        "A page of events after a cursor", {200: Reply("The events", EventsPage)}, (400, *READ_ERRORS),
+        parameters=(RUN_ID, Param("after", "query", {"type": "integer", "minimum": 0, "maximum": CURSOR_MAX, "default": 0}), LIMIT),
+    )),
+    ApiRoute("/runs/{run_id}/end", end_run, "POST", Need.PRODUCER, Operation(
+        "End a run", {201: Reply("Ended", Ended), 200: Reply("It had already ended with this reason", Ended)},
+        WRITE_ERRORS, parameters=(RUN_ID,), body=EndBody, body_required=False,
+    )),
+    ApiRoute("/runs/{run_id}/stream", stream_run, "GET", Need.READ_RUN, Operation(
+        "Stream a run (SSE), resuming after a cursor", {200: STREAM_REPLY}, (400, *READ_ERRORS),
+        parameters=(RUN_ID, *CURSOR_PARAMS),
+    )),
 ]

@@ -13,11 +13,9 @@ from functools import lru_cache
 from typing import Literal
 
 from sse_starlette import EventSourceResponse
-from starlette.requests import Request
 from starlette.types import Message, Send
 
 from eventlog import HEARTBEAT, End, Event, EventLog, Gap, StorageError
-from eventlog.http.errors import ApiError
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 HEARTBEAT_FRAME = b": heartbeat\n\n"
@@ -48,28 +46,6 @@ def gap_frame(gap: Gap) -> bytes:
         "recovery": "reload_durable_state",
     }
     return f"event: gap\ndata: {_compact(data)}\n\n".encode()
-
-
-def resume_cursor(request: Request) -> int | None:
-    """The cursor to resume after: the ``Last-Event-ID`` header (browsers send it on their own
-    reconnects, so it wins), else the ``last_event_id`` query parameter, else None."""
-    raw = request.headers.get("last-event-id")
-    source = "Last-Event-ID header"
-    if raw is None:
-        raw = request.query_params.get("last_event_id")
-        source = "last_event_id parameter"
-    if raw is None or raw == "":
-        return None
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
-        raise ApiError(400, "invalid_last_event_id", f"the {source} must be a non-negative integer event id (got {raw[:64]!r})")
-    return int(raw)
-
-
-def gap_policy(request: Request) -> Literal["continue", "stop"]:
-    on_gap = request.query_params.get("on_gap", "continue")
-    if on_gap not in ("continue", "stop"):
-        raise ApiError(400, "invalid_on_gap", "on_gap must be 'continue' or 'stop'")
-    return on_gap  # type: ignore[return-value]
 
 
 class _EventSourceResponse(EventSourceResponse):

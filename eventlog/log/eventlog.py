@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Generator, Iterable
+from collections.abc import AsyncIterator, Generator, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -238,15 +238,24 @@ class EventLog:
         return await self._storage.run(run_id)
 
     async def runs(
-        self, *, limit: int = 100, offset: int = 0, status: Literal["running", "ended"] | None = None
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        status: Literal["running", "ended"] | None = None,
+        run_globs: Sequence[str] | None = None,
     ) -> list[RunInfo]:
-        """Runs, newest first; ``status`` keeps only open or only ended ones."""
+        """Runs, newest first; ``status`` keeps only open or only ended ones, and ``run_globs``
+        (``fnmatch`` globs, as reader tokens grant runs) only the runs matching one of them.
+        Both filter before ``limit``/``offset``, so a page is short only at the end."""
         self._check_open()
         if not 1 <= limit <= MAX_READ_LIMIT or offset < 0:
             raise InvalidInput(f"limit must be between 1 and {MAX_READ_LIMIT}, offset non-negative")
         if status not in (None, "running", "ended"):
             raise InvalidInput("status must be 'running' or 'ended'")
-        return await self._storage.runs(limit=limit, offset=offset, status=status)
+        if run_globs is not None and (isinstance(run_globs, str) or not all(isinstance(g, str) for g in run_globs)):
+            raise InvalidInput("run_globs must be a sequence of strings")
+        return await self._storage.runs(limit=limit, offset=offset, status=status, run_globs=run_globs)
 
     # --- operations ------------------------------------------------------------------------
 

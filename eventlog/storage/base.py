@@ -112,8 +112,15 @@ class Storage(Protocol):
     async def run(self, run_id: str) -> RunInfo | None: ...
 
     async def runs(
-        self, *, limit: int, offset: int, status: Literal["running", "ended"] | None
-    ) -> list[RunInfo]: ...
+        self,
+        *,
+        limit: int,
+        offset: int,
+        status: Literal["running", "ended"] | None,
+        run_globs: Sequence[str] | None = None,
+    ) -> list[RunInfo]:
+        """Runs, newest first. ``run_globs`` (None: no filter) keeps the runs whose id matches
+        one of them as ``fnmatch.fnmatchcase`` matches, applied before ``limit``/``offset``."""
 
     async def delete(self, run_id: str) -> bool: ...
 

@@ -18,7 +18,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -40,6 +40,7 @@ from eventlog.storage.base import (
 from eventlog.storage.change_feed import ChangeFeed, LocalCommits
 from eventlog.storage.checkpoint import FALLBACK_PAGES, Checkpointer
 from eventlog.storage.connection import WAL_SIZE_LIMIT, connect, is_busy, truncate_wal
+from eventlog.storage.globs import sqlite_glob
 from eventlog.storage.migrations import migrate
 from eventlog.storage.writer import GroupCommit, WriterThread
 from eventlog.supervision import Supervisor, call_soon_threadsafe
@@ -60,6 +61,17 @@ _RUN_COLUMNS = (
     "coalesce((SELECT id FROM events e WHERE e.run_id = runs.run_id ORDER BY id LIMIT 1), 0), "
     "last_id, trimmed_through, end_id, end_reason, ended_at"
 )
+
+
+def _any_glob(count: int) -> str:
+    """``run_id GLOB ?`` for each of ``count`` patterns, OR-ed as a balanced tree: SQLite bounds
+    an expression's depth (1000), which a chain of a large token's globs would pass. Plain terms
+    (not a join with ``json_each``) let SQLite search the primary key for a glob's literal prefix:
+    0.1 ms instead of 150 ms for a page of a 100k-run file."""
+    if count == 1:
+        return "run_id GLOB ?"
+    half = count // 2
+    return f"({_any_glob(half)} OR {_any_glob(count - half)})"
 
 
 def _run_info(row: tuple[Any, ...]) -> RunInfo:
@@ -333,11 +345,24 @@ class SQLiteStorage:
         return (await self.read(run_id, after=0, limit=0)).run
 
     async def runs(
-        self, *, limit: int, offset: int, status: Literal["running", "ended"] | None = None
+        self,
+        *,
+        limit: int,
+        offset: int,
+        status: Literal["running", "ended"] | None = None,
+        run_globs: Sequence[str] | None = None,
     ) -> list[RunInfo]:
-        where = {None: "", "running": "WHERE end_id IS NULL", "ended": "WHERE end_id IS NOT NULL"}[status]
+        clauses = {None: [], "running": ["end_id IS NULL"], "ended": ["end_id IS NOT NULL"]}[status]
+        params: list[Any] = []
+        if run_globs is not None:
+            # The grant filters before LIMIT/OFFSET, so every page is full (see storage/globs.py).
+            patterns = sorted({p for p in map(sqlite_glob, run_globs) if p is not None})
+            clauses.append(_any_glob(len(patterns)) if patterns else "0")
+            params += patterns
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY created_at DESC, run_id LIMIT ? OFFSET ?"
-        return await self._read(lambda conn: [_run_info(r) for r in conn.execute(sql, (limit, offset))])
+        params += [limit, offset]
+        return await self._read(lambda conn: [_run_info(r) for r in conn.execute(sql, params)])
 
     async def trim_candidates(self, policy: RetentionPolicy, now: float) -> list[str]:
         sql = (
