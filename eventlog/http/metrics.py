@@ -51,7 +51,7 @@ async def healthz(request: Request) -> Response:
         await log.stats()  # proves the file is readable; fails at once on a file found corrupt
     except EventLogError as exc:
         return reply(Health(status="unhealthy", error=ErrorDetail(code=exc.code, message=str(exc))), 503)
-    return reply(Health(status="ok"))
+    return reply(Health(status="ok"), exclude_none=True)
 
 
 routes = [

@@ -175,6 +175,7 @@ class Error(BaseModel):
     error: ErrorDetail
 
 
-def reply(body: BaseModel, status: int = 200) -> Response:
-    """The JSON response carrying ``body``, serialized by its model."""
-    return Response(body.model_dump_json(), status, media_type="application/json")
+def reply(body: BaseModel, status: int = 200, *, exclude_none: bool = False) -> Response:
+    """The JSON response carrying ``body``, serialized by its model (``exclude_none`` leaves out
+    optional fields that are unset, where their absence is the message, as in ``Health``)."""
+    return Response(body.model_dump_json(exclude_none=exclude_none), status, media_type="application/json")
