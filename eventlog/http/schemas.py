@@ -5,6 +5,7 @@ schemas, so the description cannot drift from what is sent."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
@@ -88,20 +89,8 @@ class Run(BaseModel):
 
     @classmethod
     def of(cls, info: RunInfo) -> Run:
-        return cls(
-            run_id=info.run_id,
-            status="ended" if info.ended else "running",
-            created_at=info.created_at,
-            metadata=info.metadata,
-            event_count=info.event_count,
-            total_bytes=info.total_bytes,
-            first_id=info.first_id,
-            last_id=info.last_id,
-            trimmed_through=info.trimmed_through,
-            end_id=info.end_id,
-            end_reason=info.end_reason,
-            ended_at=info.ended_at,
-        )
+        """Every field of ``info``, and its status."""
+        return cls(status="ended" if info.ended else "running", **asdict(info))
 
 
 class RunList(BaseModel):
