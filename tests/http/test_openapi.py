@@ -1,6 +1,6 @@
 """The OpenAPI description is generated from the route table, and a real server keeps to it.
 
-schemathesis (its CLI, in a subprocess) generates requests from ``/openapi.json`` and checks every
+schemathesis (tests/http/fuzz.py) generates requests from ``/openapi.json`` and checks every
 response against it: documented status, content type, headers and body schema (for the SSE
 routes, each event), and never a 5xx. Bounded examples keep each run to seconds. The server
 ends idle runs after half a second, so that a stream of an open run schemathesis happened to
@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -23,47 +20,13 @@ from starlette.routing import Route
 
 from eventlog.http.app import create_app
 from eventlog.http.auth import Need
-from eventlog.http.openapi import ApiRoute, build_spec
+from eventlog.http.openapi import ApiRoute
 from eventlog.http.settings import Settings
+from tests.http.fuzz import operations_of, schemathesis, spec_of
 from tests.http.server import ServerProcess
 
-CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance"
 KEY = "schemathesis-test-key"
 SERVER_ENV = {"EVENTLOG_ABANDON_AFTER": "0.5", "EVENTLOG_RETENTION_INTERVAL": "0.2"}
-
-
-def schemathesis(
-    label: str, location: str, tmp_path: Path, *args: str, max_examples: int = 25, seed: int = 1
-) -> dict[str, Any]:
-    """Run ``schemathesis run`` and return its JSON report; prints one figure line."""
-    report = tmp_path / f"schemathesis-{seed}.json"
-    command = [
-        str(Path(sys.executable).with_name("schemathesis")), "run", location, "--checks", CHECKS,
-        "--max-examples", str(max_examples), "--seed", str(seed), "--request-timeout", "10",
-        "--generation-database", "none", "--no-color", "--report", "json", "--report-json-path", str(report), *args,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)  # its caches stay there
-    assert report.exists(), result.stdout + result.stderr
-    figures = json.loads(report.read_text())
-    operations, cases = figures["operations"], figures["test_cases"]
-    print(
-        f"schemathesis, {label}: {operations['tested']}/{operations['total']} operations, "
-        f"{cases['generated']} examples, {cases['with_failures']} failing ({cases['unique_failures']} unique), "
-        f"{len(figures['errors'])} errors"
-    )
-    assert result.returncode == 0, result.stdout[-6000:]
-    # Loaded from the server, schemathesis leaves out the operation that serves the document.
-    expected = len(operations_of(spec_of(create_app(Settings())))) - location.startswith("http")
-    assert operations["tested"] == operations["total"] == expected
-    return figures
-
-
-def spec_of(app: Any) -> dict[str, Any]:
-    return build_spec(app.routes)
-
-
-def operations_of(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [(path, method, op) for path, item in spec["paths"].items() for method, op in item.items()]
 
 
 @pytest.fixture
