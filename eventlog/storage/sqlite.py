@@ -29,9 +29,9 @@ from eventlog.models import Event, RunInfo
 from eventlog.storage import transactions
 from eventlog.storage.base import (
     CommitListener,
-    FaultListener,
     Committed,
     Durability,
+    FaultListener,
     Page,
     RetentionPolicy,
     WriteRequest,
