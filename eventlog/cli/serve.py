@@ -1,26 +1,16 @@
-"""The ``eventlog`` command line: serve, mint reader tokens, tail a run, check a file."""
+"""``eventlog serve`` and ``eventlog token``: run the HTTP server, mint reader tokens."""
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(help="eventlog: a crash-safe event log streamed over Server-Sent Events.", no_args_is_help=True)
-
-TokenOption = Annotated[Optional[str], typer.Option("--token", envvar="EVENTLOG_TOKEN", help="API key or reader token.")]
-UrlOption = Annotated[str, typer.Option("--url", envvar="EVENTLOG_URL", help="The server's base URL.")]
-
-
-@app.callback()
-def _commands() -> None:
-    """Keeps every command a subcommand."""
+from eventlog.cli.app import app
 
 
 def is_loopback(host: str) -> bool:
@@ -93,63 +83,3 @@ def token(
         typer.echo("eventlog: no secret: set EVENTLOG_JWT_SECRET or pass --secret", err=True)
         raise typer.Exit(2)
     typer.echo(mint_token(secret, run_globs, parse_duration(ttl)))
-
-
-@app.command()
-def tail(
-    run_id: Annotated[str, typer.Argument(help="The run to follow.")],
-    url: UrlOption = "http://127.0.0.1:8000",
-    token: TokenOption = None,
-    after: Annotated[Optional[int], typer.Option(help="Resume after this event id.")] = None,
-) -> None:
-    """Print a run's events as JSON lines, following it until it ends."""
-    import httpx
-    from httpx_sse import connect_sse
-
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    if after is not None:
-        headers["Last-Event-ID"] = str(after)
-    with httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(10, read=None)) as http:
-        with connect_sse(http, "GET", f"/runs/{run_id}/stream") as source:
-            if source.response.status_code != 200:
-                typer.echo(f"eventlog: {source.response.status_code} {source.response.read().decode()}", err=True)
-                raise typer.Exit(1)
-            for sse in source.iter_sse():
-                if not sse.data:  # the retry: hint
-                    continue
-                line = {"id": int(sse.id) if sse.id else None, "event": sse.event, "data": json.loads(sse.data)}
-                typer.echo(json.dumps(line, ensure_ascii=False))
-                sys.stdout.flush()
-                if sse.event == "end":
-                    return
-
-
-@app.command()
-def check(
-    path: Annotated[Path, typer.Argument(help="The eventlog file to check.")],
-    quick: Annotated[bool, typer.Option("--quick", help="PRAGMA quick_check: faster, skips the index cross-checks.")] = False,
-) -> None:
-    """Check a log file without changing it: integrity, schema version, counts, sizes.
-    Exits 1 with a one-line reason when the file is missing, corrupt, not an eventlog or newer."""
-    from eventlog import EventLog
-
-    report = EventLog.check(path, quick=quick)
-    facts = [
-        ("integrity", report.integrity),
-        ("schema version", None if report.schema_version is None else f"{report.schema_version} (this eventlog: {report.latest_version})"),
-        ("runs", report.runs),
-        ("events", report.events),
-        ("file size", None if report.file_bytes is None else f"{report.file_bytes} bytes"),
-        ("wal size", None if report.wal_bytes is None else f"{report.wal_bytes} bytes"),
-    ]
-    for label, value in facts:
-        if value is not None:
-            typer.echo(f"{label}: {value}")
-    if report.problem is not None:
-        typer.echo(f"eventlog check: {path}: {report.problem}", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"eventlog check: {path}: ok")
-
-
-def main() -> None:
-    app()
