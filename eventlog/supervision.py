@@ -164,6 +164,11 @@ class Worker:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    @property
+    def ended(self) -> bool:
+        """The thread has ended (and settled its waiters), for whatever reason."""
+        return self._ended
+
     def start(self) -> None:
         self._thread.start()
 

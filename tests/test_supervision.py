@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from eventlog import Event, EventLog, LogClosed, RetentionPolicy
+from eventlog import Event, EventLog, LogClosed, RetentionPolicy, StorageError
 from eventlog.storage import sqlite as sqlite_storage
 from eventlog.storage.base import Append
 from eventlog.storage.change_feed import ChangeFeed, LocalCommits
@@ -429,3 +429,23 @@ async def test_stats_list_every_component(log: EventLog) -> None:
         assert set(stats[key]) >= {"writer", "commit_listener", "checkpointer", "follower", "janitor"}
         assert set(stats[key].values()) == {0}
 
+
+
+async def test_health_reports_a_writer_that_has_died(db_path: Path) -> None:
+    """``/healthz`` asks ``health``: a process whose writer died must say so (and be restarted
+    by its supervisor), not answer "ok" while every append fails."""
+    log = await EventLog.open(db_path)
+    try:
+        await log.health()
+        writer = log._storage._writer  # type: ignore[attr-defined]  # the fault is injected there
+        with pytest.raises(LogClosed):
+            await writer.call(lambda conn: (_ for _ in ()).throw(WriterDeath()))
+        await asyncio.wait_for(writer.join(), BOUND)
+        with pytest.raises(StorageError, match="writer thread"):
+            await log.health()
+        with pytest.raises(LogClosed):
+            await log.append("run", "x", 1)
+    finally:
+        await log.close()
+    with pytest.raises(LogClosed):
+        await log.health()

@@ -48,7 +48,7 @@ async def metrics(request: Request) -> Response:
 async def healthz(request: Request) -> Response:
     log: EventLog = request.app.state.log
     try:
-        await log.stats()  # proves the file is readable; fails at once on a file found corrupt
+        await log.health()
     except EventLogError as exc:
         return reply(Health(status="unhealthy", error=ErrorDetail(code=exc.code, message=str(exc))), 503)
     return reply(Health(status="ok"), exclude_none=True)
@@ -59,6 +59,6 @@ routes = [
         "Prometheus metrics", {200: Reply("The text exposition format", media_type="text/plain")}, (503,),
     )),
     ApiRoute("/healthz", healthz, "GET", Need.OPEN, Operation(
-        "Liveness: the file is readable", {200: Reply("Healthy", Health), 503: Reply("Unhealthy: why, in error", Health)},
+        "Health: the file is readable and the writer is running", {200: Reply("Healthy", Health), 503: Reply("Unhealthy: why, in error", Health)},
     )),
 ]

@@ -285,6 +285,12 @@ class EventLog:
             "expired_runs": self._janitor.expired_runs_total,
         }
 
+    async def health(self) -> None:
+        """Return if the log can serve now; else raise what keeps it from serving
+        (``DatabaseCorrupt``, ``StorageError`` for a writer that stopped, ``LogClosed``)."""
+        self._check_open()
+        await self._storage.health()
+
     def _check_open(self) -> None:
         if self._closed:
             raise LogClosed()

@@ -150,4 +150,8 @@ class Storage(Protocol):
 
     async def stats(self) -> dict[str, Any]: ...
 
+    async def health(self) -> None:
+        """Return if the storage can serve reads and writes now; else raise the typed error
+        that keeps it from doing so (a corrupt file, a writer that has stopped)."""
+
     async def close(self) -> None: ...

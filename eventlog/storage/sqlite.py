@@ -24,7 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from eventlog.errors import DatabaseBusy, DatabaseCorrupt, DatabaseFull, EventLogError, LogClosed
+from eventlog.errors import DatabaseBusy, DatabaseCorrupt, DatabaseFull, EventLogError, LogClosed, StorageError
 from eventlog.models import Event, RunInfo
 from eventlog.storage import transactions
 from eventlog.storage.base import (
@@ -392,6 +392,12 @@ class SQLiteStorage:
             return {"runs": runs, "events": events, "bytes": size}
 
         return await self._read(body)
+
+    async def health(self) -> None:
+        self._check_intact()
+        if self._writer.ended and not self._closed:
+            raise StorageError(f"the writer thread of {self.path} has stopped: appends fail until the process restarts")
+        await self._read(lambda conn: conn.execute("SELECT 1 FROM runs LIMIT 1").fetchall())
 
     # --- change feed -----------------------------------------------------------------------
 
