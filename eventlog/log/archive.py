@@ -21,8 +21,8 @@ handed out again. With ``remap`` it goes into a log that already holds runs (non
 imported run ids may exist): the events get new ids, in their order, and a trimmed run's
 ``trimmed_through`` becomes the newest id handed out before it, so a reader still gets a gap.
 
-The whole input is checked before anything is written (a bad line is refused with its number,
-and the log is left as it was); then it is written in bounded transactions through the writer.
+The whole input is checked (``check_archive``) before any log is touched: a bad line is refused
+with its number, and the log is left as it was (not even created). Then it is written in bounded transactions through the writer.
 A failure while writing (a full disk, say) leaves the runs written until then.
 """
 
@@ -170,18 +170,32 @@ def read_archive(lines: Iterable[bytes], on_progress: Progress | None = None) ->
         raise InvalidData("empty input: not an eventlog export")
 
 
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """An input ``check_archive`` read whole and found sound: what ``import_log`` takes."""
+
+    read: Callable[[], Iterable[bytes]]
+    run_ids: list[str]
+
+
+def check_archive(read: Callable[[], Iterable[bytes]], on_progress: Progress | None = None) -> Checked:
+    """Read the whole input (``read`` opens it anew each time), before any log is touched."""
+    return Checked(read, [item.run_id for item in read_archive(read(), on_progress) if isinstance(item, ImportedRun)])
+
+
 async def import_log(
-    log: EventLog, read: Callable[[], Iterable[bytes]], *, remap: bool = False, on_progress: Progress | None = None
+    log: EventLog, checked: Checked, *, remap: bool = False, on_progress: Progress | None = None
 ) -> tuple[int, int]:
-    """Import an export; ``read`` opens the input anew (it is read twice: checked whole, then
-    written). Returns the runs and events imported. Without ``remap`` the log must be empty."""
-    run_ids = [item.run_id for item in read_archive(read(), on_progress) if isinstance(item, ImportedRun)]
+    """Import a checked export; returns the runs and events imported. Without ``remap`` the log
+    must be empty; with it, none of the imported runs may exist."""
     if not remap and await log.runs(limit=1):
-        raise InvalidInput("the log already holds runs: importing with the exported ids needs an empty log (or remapped ids)")
-    for run_id in run_ids:
+        raise InvalidInput("the log already holds runs: an import keeping the exported ids needs an empty log; remap the ids to add to it (eventlog import --remap)")
+    for run_id in checked.run_ids:
         if await log.run(run_id) is not None:
             raise InvalidInput(f"run {run_id!r} of the import already exists in the log")
-    reserve, runs, events, size, imported = 0, [], [], 0, 0
+    runs: list[ImportedRun] = []
+    events: list[Event] = []
+    reserve, size, imported = 0, 0, 0
 
     async def flush(last: bool = False) -> None:
         """Write what was collected; the last call writes even nothing, to reserve ``last_id``."""
@@ -190,7 +204,7 @@ async def import_log(
             imported += len(await log.import_rows(runs, events, remap=remap, reserve_through=reserve))
         runs, events, size = [], [], 0
 
-    for item in read_archive(read(), on_progress):
+    for item in read_archive(checked.read(), on_progress):
         if isinstance(item, Header):
             reserve = item.last_id
         elif isinstance(item, ImportedRun):
@@ -201,4 +215,4 @@ async def import_log(
             if len(events) >= BATCH_EVENTS or size >= BATCH_BYTES:
                 await flush()
     await flush(last=True)
-    return len(run_ids), imported
+    return len(checked.run_ids), imported
