@@ -9,6 +9,7 @@ what it says it changes."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -54,8 +55,14 @@ async def open_file(db: Path, *, create: bool = False) -> AsyncIterator[EventLog
     from eventlog import EventLog, RetentionPolicy
 
     check_path(db, create=create)
-    async with EventLog.open(db, retention=RetentionPolicy(idempotency_ttl=None)) as log:
-        yield log
+    # A fault the library logs (a corrupt page met) is also raised: its one line says it all.
+    quiet = logging.NullHandler()
+    logging.getLogger("eventlog").addHandler(quiet)
+    try:
+        async with EventLog.open(db, retention=RetentionPolicy(idempotency_ttl=None)) as log:
+            yield log
+    finally:
+        logging.getLogger("eventlog").removeHandler(quiet)
 
 
 @dataclass(frozen=True, slots=True)
