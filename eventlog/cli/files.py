@@ -95,6 +95,7 @@ def check(
     quick: Annotated[bool, typer.Option("--quick", help="PRAGMA quick_check: faster, skips the index cross-checks.")] = False,
 ) -> None:
     """Check a log file without changing it: integrity, schema version, counts, sizes.
+
     Exits 1 with a one-line reason when the file is missing, corrupt, not an eventlog or newer."""
     from eventlog import EventLog
 
@@ -118,13 +119,14 @@ def check(
 
 @app.command("export")
 def export_(
-    run_ids: Annotated[Optional[list[str]], typer.Argument(metavar="[RUN]...", help="Runs to export (default: all).")] = None,
+    run_ids: Annotated[Optional[list[str]], typer.Argument(metavar="RUN", help="Runs to export (default: all).")] = None,
     db: DbOption = DEFAULT_DB,
     progress: ProgressOption = None,
 ) -> None:
-    """Write the log (or the runs named) to stdout as JSON lines, in one consistent snapshot:
-    a header, then each run's line followed by its events (ids, timestamps, data and end
-    markers as stored). ``eventlog import`` reads it back exactly."""
+    """Write the log (or the runs named) to stdout as JSON lines.
+
+    One consistent snapshot: a header line, then each run's line followed by its events (ids,
+    timestamps, data and end markers as stored). `eventlog import` reads it back exactly."""
     from eventlog.log.archive import export_log
 
     async def body() -> None:
@@ -146,9 +148,11 @@ def import_(
         "(or missing), and every id is kept.")] = False,
     progress: ProgressOption = None,
 ) -> None:
-    """Read an export into the log at --db (created when missing). Without --remap it keeps every
-    run, id, timestamp and end marker, so exporting again gives the same bytes, and refuses a log
-    that already holds runs. The input is checked whole before the log is touched."""
+    """Read an export (of `eventlog export`) into the log at --db.
+
+    Without --remap it keeps every run, id, timestamp and end marker, so exporting again gives the
+    same bytes, and refuses a log that already holds runs (a missing file is created). The input
+    is checked whole before the log is touched."""
     from eventlog.log.archive import check_archive, import_log
 
     check_path(source, create=False)
@@ -177,8 +181,9 @@ def trim(
     max_age: Annotated[Optional[str], typer.Option(help="Remove events older than this: 90s, 15m, 1h, 7d.")] = None,
     ended_ttl: Annotated[Optional[str], typer.Option(help="Delete runs that ended longer ago than this: 15m, 7d.")] = None,
 ) -> None:
-    """Apply retention now and print what was removed. End markers are never trimmed; readers
-    of a trimmed run are told of the gap."""
+    """Apply retention now and print what was removed.
+
+    End markers are never trimmed; readers of a trimmed run are told of the gap."""
     from eventlog import RetentionPolicy
     from eventlog.cli.serve import parse_duration
 
@@ -202,8 +207,10 @@ def trim(
 
 @app.command()
 def migrate(db: DbOption = DEFAULT_DB) -> None:
-    """Bring the file's schema up to date (servers do it when they open it) and print the
-    versions; a file of another program or of a newer eventlog is refused, unchanged."""
+    """Bring the file's schema up to date and print the versions.
+
+    Servers do it too when they open the file; a file of another program or of a newer eventlog
+    is refused, unchanged."""
 
     async def body() -> None:
         async with open_file(db) as log:
@@ -215,8 +222,9 @@ def migrate(db: DbOption = DEFAULT_DB) -> None:
 
 @app.command()
 def checkpoint(db: DbOption = DEFAULT_DB) -> None:
-    """Copy the write-ahead log into the file and truncate it, giving its space back; print the
-    WAL's size before and after. Safe while servers use the file."""
+    """Fold the write-ahead log into the file and truncate it; print its size before and after.
+
+    Safe while servers use the file; a reader that stays in the way makes it fail, harmlessly."""
 
     async def body() -> None:
         async with open_file(db) as log:
@@ -228,8 +236,10 @@ def checkpoint(db: DbOption = DEFAULT_DB) -> None:
 
 @app.command()
 def vacuum(db: DbOption = DEFAULT_DB) -> None:
-    """Rebuild the file without its free pages (space left by trimmed and deleted runs); print
-    its size before and after. Needs free disk space for a copy; writers wait meanwhile."""
+    """Rebuild the file without its free pages; print its size before and after.
+
+    Gives back the space of trimmed and deleted runs. Needs free disk space for a copy of the
+    file; writers wait meanwhile."""
 
     async def body() -> None:
         async with open_file(db) as log:

@@ -73,17 +73,13 @@ async def probe_file(db: Path) -> None:
 
 
 def check_port(host: str, port: int) -> None:
-    """Bind ``host:port`` once, as uvicorn will (SO_REUSEADDR): an address in use, or one this
-    machine does not have, is one line instead of a server that fails after starting up."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    except socket.gaierror as exc:
-        fail(f"cannot listen on {host}:{port}: {exc.strerror}")
-    with socket.socket(family, kind, proto) as probe:
+    """Bind ``host:port`` once, as uvicorn will (its address family, SO_REUSEADDR): an address
+    in use, or one this machine does not have, is one line instead of a failed startup."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(address)
-        except OSError as exc:
+            probe.bind((host, port))
+        except OSError as exc:  # socket.gaierror included
             fail(f"cannot listen on {host}:{port}: {exc.strerror}")
 
 
