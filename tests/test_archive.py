@@ -65,6 +65,9 @@ async def test_import_refuses_bad_rows_and_writes_nothing(log: EventLog) -> None
         (InvalidInput, [], [Event(2, "open", "x", "1", 0.0)]),  # not above the run's last id
         (InvalidInput, [ImportedRun("new", 0.0, "{}", 0)], [Event(3, "new", "x", "1", 0.0)]),  # id 3 is taken
         (InvalidInput, [ImportedRun("new", 0.0, "{}", 5)], [Event(5, "new", "x", "1", 0.0)]),  # trimmed away
+        (InvalidData, [], [Event(10, "open", "end", '{"why":"no reason"}', 0.0)]),
+        (InvalidInput, [], [Event(10, "open", "gap", "1", 0.0)]),  # a name of the stream's own frames
+        (InvalidInput, [ImportedRun("bad id!", 0.0, "{}", 0)], []),
     ]
     for error, runs, events in cases:
         with pytest.raises(error):

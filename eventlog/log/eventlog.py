@@ -14,7 +14,7 @@ from eventlog.log import validation
 from eventlog.log.notifier import Notifier
 from eventlog.log.retention import Janitor, RetentionReport
 from eventlog.log.subscription import Item, OnGap, flatten, subscribe_batches
-from eventlog.models import Event, RunInfo
+from eventlog.models import END_EVENT, Event, RunInfo
 from eventlog.storage.base import (
     Append,
     Committed,
@@ -299,6 +299,10 @@ class EventLog:
         """Store exported runs and events as they were (see ``ImportRows``), through the writer
         like any append; ``eventlog.log.archive`` checks them and keeps each call bounded."""
         self._check_open()
+        for run_id in [run.run_id for run in runs] + [event.run_id for event in events]:
+            validation.check_run_id(run_id)
+        for event in events:
+            validation.check_event_name(event.event, allow_reserved=event.event == END_EVENT)
         ids = await self._storage.write(ImportRows(runs, events, remap, reserve_through))
         assert isinstance(ids, list)
         return ids

@@ -430,7 +430,7 @@ class SQLiteStorage:
 
             return await loop.run_in_executor(thread, guarded)
 
-        def begin() -> tuple[Dump, list[str]]:
+        def begin() -> Dump:
             nonlocal conn
             conn = self._connect(writer=False)
             conn.execute("BEGIN")
@@ -442,8 +442,7 @@ class SQLiteStorage:
                 raise RunNotFound(missing[0])
             rows = conn.execute(f"SELECT coalesce(sum(event_count + (end_id IS NOT NULL)), 0) FROM runs {wanted}", ids)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            dump = Dump(version, transactions.sequence(conn), len(order), rows.fetchone()[0], pages())
-            return dump, order
+            return Dump(version, transactions.sequence(conn), len(order), rows.fetchone()[0], pages(order))
 
         def page(order: list[str], cursor: list[int]) -> list[RunInfo | Event]:
             """The next items from ``cursor`` ([run index, last event id read]), moved on."""
@@ -465,13 +464,13 @@ class SQLiteStorage:
                     cursor[1] = events[-1].id
             return items
 
-        async def pages() -> AsyncIterator[list[RunInfo | Event]]:
+        async def pages(order: list[str]) -> AsyncIterator[list[RunInfo | Event]]:
             cursor = [0, 0]
             while items := await call(lambda: page(order, cursor)):
                 yield items
 
         try:
-            dump, order = await call(begin)
+            dump = await call(begin)
             try:
                 yield dump
             finally:

@@ -21,6 +21,7 @@ from eventlog.errors import (
     DatabaseFull,
     EventLogError,
     IdempotencyConflict,
+    InvalidData,
     InvalidInput,
     RunActive,
     RunEnded,
@@ -401,7 +402,10 @@ def import_rows(conn: sqlite3.Connection, request: ImportRows) -> tuple[list[int
         if event_id <= floor:
             return InvalidInput(f"event id {event_id} of run {event.run_id!r} is not above its previous id {floor}"), []
         if event.event == END_EVENT:
-            state.end_id, state.end_reason, state.ended_at = event_id, json.loads(event.data_json)["reason"], event.created_at
+            marker = json.loads(event.data_json)
+            if not isinstance(marker, dict) or not isinstance(marker.get("reason", 0), str | None):
+                return InvalidData(f"the end marker {event.id} of run {event.run_id!r} has no text reason"), []
+            state.end_id, state.end_reason, state.ended_at = event_id, marker["reason"], event.created_at
         else:
             state.event_count += 1
             state.total_bytes += len(event.data_json.encode())
