@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from eventlog import DatabaseBusy, EventLog, InvalidData, InvalidInput, RunEnded, RunExists, RunNotFound
+from eventlog import DatabaseBusy, EventLog, Gap, InvalidData, InvalidInput, RunEnded, RunExists, RunNotFound
 from eventlog.log.archive import check_archive, export_log, import_log, read_archive
 from eventlog.models import Event, RunInfo
 from eventlog.storage.base import ImportedRun
@@ -80,10 +80,19 @@ async def test_import_with_remap_hands_out_new_ids(log: EventLog) -> None:
     await log.append_many("here", [("x", i) for i in range(5)])
     run = ImportedRun("there", 1.0, "{}", trimmed_through=40)
     ids = await log.import_rows([run], [Event(41, "there", "x", "1", 2.0), Event(50, "there", "end", '{"reason":null}', 3.0)], remap=True)
-    assert ids == [6, 7]
+    assert ids == [7, 8]  # id 6 stands for the trimmed events: a reader from the start gets a gap
     info = await log.run("there")
-    assert info is not None and (info.trimmed_through, info.first_id, info.end_id, info.end_reason) == (5, 6, 7, None)
-    assert await log.append("here", "x", 9) == 8
+    assert info is not None and (info.trimmed_through, info.first_id, info.end_id, info.end_reason) == (6, 7, 8, None)
+    assert await log.append("here", "x", 9) == 9
+
+
+async def test_a_remapped_trimmed_run_still_has_a_gap_in_an_empty_log(log: EventLog) -> None:
+    run = ImportedRun("there", 1.0, "{}", trimmed_through=40)
+    assert await log.import_rows([run], [], remap=True) == []
+    assert (await log.run("there")).trimmed_through == 1  # type: ignore[union-attr]
+    assert await log.append("there", "x", 1) == 2
+    items = [item async for item in log.subscribe("there", after=0, heartbeat=None, on_gap="stop")]
+    assert items == [Gap(requested=0, earliest=2, latest=2)]
 
 
 async def test_an_archive_round_trip_in_process(open_log: OpenLog, tmp_path: Path) -> None:

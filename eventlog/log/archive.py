@@ -19,7 +19,7 @@ empty log and exporting again gives the same bytes.
 An import keeps every id, and so needs an empty log; then no id at or below ``last_id`` is ever
 handed out again. With ``remap`` it goes into a log that already holds runs (none of the
 imported run ids may exist): the events get new ids, in their order, and a trimmed run's
-``trimmed_through`` becomes the newest id handed out before it, so a reader still gets a gap.
+``trimmed_through`` becomes a new id of its own just before them, so a reader still gets a gap.
 
 The whole input is checked (``check_archive``) before any log is touched: a bad line is refused
 with its number, and the log is left as it was (not even created). Then it is written in bounded transactions through the writer.

@@ -64,7 +64,7 @@ class ImportRows:
     Each run of ``runs`` must be new (else RunExists); each event's run must exist, be open and
     hold only older ids (ids increase within a run, and none may be stored already). With
     ``remap`` the events get new ids instead, in order, and a trimmed run's ``trimmed_through``
-    becomes the newest id handed out before it. ``reserve_through`` (without ``remap``): ids up
+    becomes a new id of its own, handed out before its events (so readers still get a gap). ``reserve_through`` (without ``remap``): ids up
     to it are never handed out afterwards, as in the exported log. Returns the events' ids."""
 
     runs: Sequence[ImportedRun]

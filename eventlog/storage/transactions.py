@@ -378,12 +378,16 @@ def import_rows(conn: sqlite3.Connection, request: ImportRows) -> tuple[list[int
     """Apply one ``ImportRows``: every check first, so a refused request writes nothing."""
     states: dict[str, _RunState] = {}
     trimmed: dict[str, int] = {}
-    base = sequence(conn)
+    newest = sequence(conn)
     for run in request.runs:
         if run.run_id in states or _load_state(conn, run.run_id) is not None:
             return RunExists(run.run_id), []
         states[run.run_id] = _new_state(run.created_at, run.metadata_json)
-        trimmed[run.run_id] = base if request.remap and run.trimmed_through else run.trimmed_through
+        if request.remap and run.trimmed_through:
+            newest += 1  # an id of its own stands for the trimmed events, so readers get a gap
+            trimmed[run.run_id] = newest
+        else:
+            trimmed[run.run_id] = run.trimmed_through
     rows: list[Event] = []
     for event in request.events:
         state = states.get(event.run_id)
@@ -397,7 +401,9 @@ def import_rows(conn: sqlite3.Connection, request: ImportRows) -> tuple[list[int
             ).fetchone()[0]
         if state.end_id is not None:
             return RunEnded(event.run_id, state.end_reason, state.end_id), []
-        event_id = base + len(rows) + 1 if request.remap else event.id
+        if request.remap:
+            newest += 1
+        event_id = newest if request.remap else event.id
         floor = max(state.last_id, trimmed[event.run_id])
         if event_id <= floor:
             return InvalidInput(f"event id {event_id} of run {event.run_id!r} is not above its previous id {floor}"), []
@@ -422,9 +428,10 @@ def import_rows(conn: sqlite3.Connection, request: ImportRows) -> tuple[list[int
         "INSERT INTO events (id, run_id, event, data, created_at) VALUES (?, ?, ?, ?, ?)",
         [(e.id, e.run_id, e.event, e.data_json, e.created_at) for e in rows],
     )
-    if not request.remap and request.reserve_through > sequence(conn):
-        if conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'events'", (request.reserve_through,)).rowcount == 0:
-            conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (request.reserve_through,))
+    reserve = newest if request.remap else request.reserve_through
+    if reserve > sequence(conn):
+        if conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'events'", (reserve,)).rowcount == 0:
+            conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (reserve,))
     conn.executemany(
         "INSERT INTO runs (run_id, created_at, metadata, event_count, total_bytes, last_id, trimmed_through, end_id, end_reason, ended_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
