@@ -52,6 +52,8 @@ def check_path(db: Path, *, create: bool) -> None:
 
 @asynccontextmanager
 async def open_file(db: Path, *, create: bool = False) -> AsyncIterator[EventLog]:
+    """The log at ``db`` for one command: refused in one line when it cannot be one, and opened
+    without background retention (no idempotency keys expire behind the command's back)."""
     from eventlog import EventLog, RetentionPolicy
 
     check_path(db, create=create)
