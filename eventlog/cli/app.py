@@ -31,8 +31,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def main() -> None:
+    """Run the app; an eventlog error or an OS error (a file that cannot be read, say) is one
+    line and exit 1."""
     try:
         app()
     except EventLogError as exc:
         typer.echo(f"eventlog: {exc}", err=True)
+        raise SystemExit(1) from None
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"eventlog: {where}{exc.strerror or exc}", err=True)
         raise SystemExit(1) from None

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from eventlog.cli.app import app
+from eventlog.cli.app import app, fail
 
 
 def is_loopback(host: str) -> bool:
@@ -47,8 +49,9 @@ def serve(
             "(and EVENTLOG_JWT_SECRET for readers), or pass --insecure", err=True,
         )
         raise typer.Exit(2)
+    asyncio.run(probe_file(settings.db))
+    check_port(settings.host, settings.port)
     os.environ.update(settings.to_env())  # every worker process builds the same settings
-    settings.db.parent.mkdir(parents=True, exist_ok=True)
     uvicorn.run(
         "eventlog.http.app:create_app",
         factory=True,
@@ -57,6 +60,27 @@ def serve(
         workers=settings.workers,
         timeout_graceful_shutdown=5,
     )
+
+
+async def probe_file(db: Path) -> None:
+    """Open the log once and close it, before any server starts: a file that is no log, a newer
+    one, corrupt or not writable is refused in one line (unchanged), where each worker would
+    otherwise fail at startup with a traceback. A missing file is created (and set up) here."""
+    from eventlog.cli.files import open_file
+
+    async with open_file(db, create=True):
+        pass
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind ``host:port`` once, as uvicorn will (its address family, SO_REUSEADDR): an address
+    in use, or one this machine does not have, is one line instead of a failed startup."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:  # socket.gaierror included
+            fail(f"cannot listen on {host}:{port}: {exc.strerror}")
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Generator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -13,8 +14,20 @@ from eventlog.log import validation
 from eventlog.log.notifier import Notifier
 from eventlog.log.retention import Janitor, RetentionReport
 from eventlog.log.subscription import Item, OnGap, flatten, subscribe_batches
-from eventlog.models import Event, RunInfo
-from eventlog.storage.base import Append, Committed, CreateRun, Durability, EndRun, RetentionPolicy, Storage
+from eventlog.models import END_EVENT, Event, RunInfo
+from eventlog.storage.base import (
+    Append,
+    Committed,
+    CreateRun,
+    Dump,
+    Durability,
+    EndRun,
+    ImportedRun,
+    ImportRows,
+    Resized,
+    RetentionPolicy,
+    Storage,
+)
 from eventlog.storage.check import FileReport, check_file
 from eventlog.storage.sqlite import SQLiteStorage
 from eventlog.supervision import Supervisor
@@ -259,10 +272,55 @@ class EventLog:
 
     # --- operations ------------------------------------------------------------------------
 
-    async def apply_retention(self, now: float | None = None) -> RetentionReport:
-        """Run one retention pass now (the janitor also runs them in the background)."""
+    async def apply_retention(self, now: float | None = None, *, policy: RetentionPolicy | None = None) -> RetentionReport:
+        """Run one retention pass now (the janitor also runs them in the background), with
+        ``policy`` instead of the log's own when given (``eventlog trim``)."""
         self._check_open()
-        return await self._janitor.run_once(now)
+        if policy is None:
+            return await self._janitor.run_once(now)
+        once = Janitor(self._storage, policy, interval=0, on_deleted=self._notifier.on_deleted, supervisor=self._supervisor)
+        return await once.run_once(now)
+
+    def dump(self, run_ids: Sequence[str] | None = None, *, page_rows: int = 1000) -> AbstractAsyncContextManager[Dump]:
+        """``async with log.dump() as dump``: the runs ``run_ids`` (None: all) and every event
+        they hold, as one snapshot, in ``dump.pages`` (for ``eventlog.log.archive``). An unknown
+        run raises RunNotFound."""
+        self._check_open()
+        if run_ids is not None:
+            for run_id in run_ids:
+                validation.check_run_id(run_id)
+        if not isinstance(page_rows, int) or not 1 <= page_rows <= MAX_READ_LIMIT:
+            raise InvalidInput(f"page_rows must be between 1 and {MAX_READ_LIMIT}")
+        return self._storage.dump(run_ids, page_rows)
+
+    async def import_rows(
+        self, runs: Sequence[ImportedRun], events: Sequence[Event], *, remap: bool = False, reserve_through: int = 0
+    ) -> list[int]:
+        """Store exported runs and events as they were (see ``ImportRows``), through the writer
+        like any append; ``eventlog.log.archive`` checks them and keeps each call bounded."""
+        self._check_open()
+        for run_id in [run.run_id for run in runs] + [event.run_id for event in events]:
+            validation.check_run_id(run_id)
+        for event in events:
+            validation.check_event_name(event.event, allow_reserved=event.event == END_EVENT)
+        ids = await self._storage.write(ImportRows(runs, events, remap, reserve_through))
+        assert isinstance(ids, list)
+        return ids
+
+    async def schema_versions(self) -> tuple[int, int]:
+        """The file's schema version when this log opened it, and now (``eventlog migrate``)."""
+        self._check_open()
+        return await self._storage.schema_versions()
+
+    async def checkpoint(self) -> Resized:
+        """Fold the write-ahead log into the file and truncate it; its bytes before and after."""
+        self._check_open()
+        return await self._storage.checkpoint()
+
+    async def vacuum(self) -> Resized:
+        """Rebuild the file without free pages (it needs room for a copy); bytes before, after."""
+        self._check_open()
+        return await self._storage.vacuum()
 
     @property
     def retention(self) -> RetentionPolicy:

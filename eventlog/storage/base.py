@@ -9,6 +9,7 @@ PostgreSQL backend would LISTEN). Keep it that way so backends stay swappable.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -45,7 +46,34 @@ class CreateRun:
     metadata_json: str
 
 
-WriteRequest = Append | EndRun | CreateRun
+@dataclass(frozen=True, slots=True)
+class ImportedRun:
+    """A run as exported: its events follow in this or later ``ImportRows`` requests."""
+
+    run_id: str
+    created_at: float
+    metadata_json: str
+    trimmed_through: int
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRows:
+    """Store exported runs and events as they were: ids, timestamps and end markers (events
+    named ``"end"``, whose data is ``{"reason": ...}``) included, in one bounded transaction.
+
+    Each run of ``runs`` must be new (else RunExists); each event's run must exist, be open and
+    hold only older ids (ids increase within a run, and none may be stored already). With
+    ``remap`` the events get new ids instead, in order, and a trimmed run's ``trimmed_through``
+    becomes a new id of its own, handed out before its events (so readers still get a gap). ``reserve_through`` (without ``remap``): ids up
+    to it are never handed out afterwards, as in the exported log. Returns the events' ids."""
+
+    runs: Sequence[ImportedRun]
+    events: Sequence[Event]
+    remap: bool = False
+    reserve_through: int = 0
+
+
+WriteRequest = Append | EndRun | CreateRun | ImportRows
 WriteResult = list[int] | int | RunInfo
 
 
@@ -87,6 +115,28 @@ class RetentionPolicy:
     @property
     def trims_runs(self) -> bool:
         return any(v is not None for v in (self.max_events, self.max_bytes, self.max_age))
+
+
+@dataclass(frozen=True, slots=True)
+class Dump:
+    """Everything stored (or the chosen runs), read in one snapshot: see ``Storage.dump``."""
+
+    schema_version: int
+    last_id: int
+    """The newest id ever handed out (trimmed and deleted events included)."""
+    runs: int
+    rows: int
+    """Events of the dumped runs, end markers included."""
+    pages: AsyncIterator[list[RunInfo | Event]]
+    """Each run (oldest first, by creation time then id) followed by its events in id order."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resized:
+    """Bytes a maintenance operation found and left (of the WAL, of the file)."""
+
+    before: int
+    after: int
 
 
 CommitListener = Callable[[list[Committed]], None]
@@ -153,5 +203,21 @@ class Storage(Protocol):
     async def health(self) -> None:
         """Return if the storage can serve reads and writes now; else raise the typed error
         that keeps it from doing so (a corrupt file, a writer that has stopped)."""
+
+    def dump(self, run_ids: Sequence[str] | None, page_rows: int) -> AbstractAsyncContextManager[Dump]:
+        """Read the runs ``run_ids`` (None: every run) with all their events in one snapshot,
+        in pages of at most ``page_rows`` items, for as long as the block lasts; a run of
+        ``run_ids`` that does not exist raises RunNotFound."""
+
+    async def schema_versions(self) -> tuple[int, int]:
+        """The schema version the file had when it was opened, and the one it has now."""
+
+    async def checkpoint(self) -> Resized:
+        """Move everything written into the main file and shrink the write-ahead log; returns
+        its size in bytes before and after. A reader of another process in the way for the
+        whole lock timeout makes it raise DatabaseBusy (nothing is lost; retry later)."""
+
+    async def vacuum(self) -> Resized:
+        """Rebuild the file without its free pages; returns its size in bytes before and after."""
 
     async def close(self) -> None: ...

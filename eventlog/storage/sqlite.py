@@ -24,15 +24,25 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from eventlog.errors import DatabaseBusy, DatabaseCorrupt, DatabaseFull, EventLogError, LogClosed, StorageError
+from eventlog.errors import (
+    DatabaseBusy,
+    DatabaseCorrupt,
+    DatabaseFull,
+    EventLogError,
+    LogClosed,
+    RunNotFound,
+    StorageError,
+)
 from eventlog.models import Event, RunInfo
 from eventlog.storage import transactions
 from eventlog.storage.base import (
     CommitListener,
     Committed,
+    Dump,
     Durability,
     FaultListener,
     Page,
+    Resized,
     RetentionPolicy,
     WriteRequest,
     WriteResult,
@@ -72,6 +82,13 @@ def _any_glob(count: int) -> str:
         return "run_id GLOB ?"
     half = count // 2
     return f"({_any_glob(half)} OR {_any_glob(count - half)})"
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _run_info(row: tuple[Any, ...]) -> RunInfo:
@@ -126,6 +143,8 @@ class SQLiteStorage:
         self._corrupt: str | None = None
         """The message of the damage found, once the file is known to be corrupt."""
         self._corrupt_lock = threading.Lock()
+        self._versions = (0, 0)
+        """The schema version found at open, and the one after migrating."""
         self._disk_tight = False
         """Writer thread only: a write met a full disk, and the filesystem has not had room for
         a whole WAL since; while it lasts the WAL is truncated around every write."""
@@ -137,7 +156,8 @@ class SQLiteStorage:
         try:
             conn = self._connect(writer=True, busy_timeout=self._writer_busy_timeout)
             try:
-                migrate(conn)
+                found = conn.execute("PRAGMA user_version").fetchone()[0]
+                self._versions = (found, migrate(conn))
                 conn.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_PAGES}")  # see checkpoint.py
                 conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             except BaseException:
@@ -398,6 +418,123 @@ class SQLiteStorage:
         if self._writer.ended and not self._closed:
             raise StorageError(f"the writer thread of {self.path} has stopped: appends fail until the process restarts")
         await self._read(lambda conn: conn.execute("SELECT 1 FROM runs LIMIT 1").fetchall())
+
+    # --- export, maintenance -------------------------------------------------------------
+
+    async def schema_versions(self) -> tuple[int, int]:
+        return self._versions
+
+    @contextlib.asynccontextmanager
+    async def dump(self, run_ids: Sequence[str] | None, page_rows: int) -> AsyncIterator[Dump]:
+        """One read transaction on a connection and thread of its own for the whole block: the
+        pages are one snapshot however long the consumer takes (a concurrent writer goes on;
+        the WAL only grows meanwhile, as the snapshot keeps its pages from being checkpointed)."""
+        self._check_intact()
+        loop = asyncio.get_running_loop()
+        thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-dump")
+        conn: sqlite3.Connection | None = None
+
+        async def call(body: Callable[[], T]) -> T:
+            def guarded() -> T:
+                self._check_intact()
+                try:
+                    return body()
+                except sqlite3.Error as exc:
+                    raise self._typed(exc) from exc
+
+            return await loop.run_in_executor(thread, guarded)
+
+        def begin() -> Dump:
+            nonlocal conn
+            conn = self._connect(writer=False)
+            conn.execute("BEGIN")
+            wanted = "" if run_ids is None else "WHERE run_id IN (SELECT value FROM json_each(:ids))"
+            ids = {"ids": json.dumps(list(run_ids or ()))}
+            order = [row[0] for row in conn.execute(f"SELECT run_id FROM runs {wanted} ORDER BY created_at, run_id", ids)]
+            missing = sorted(set(run_ids or ()) - set(order))
+            if missing:
+                raise RunNotFound(missing[0])
+            rows = conn.execute(f"SELECT coalesce(sum(event_count + (end_id IS NOT NULL)), 0) FROM runs {wanted}", ids)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            return Dump(version, transactions.sequence(conn), len(order), rows.fetchone()[0], pages(order))
+
+        def page(order: list[str], cursor: list[int]) -> list[RunInfo | Event]:
+            """The next items from ``cursor`` ([run index, last event id read]), moved on."""
+            assert conn is not None
+            items: list[RunInfo | Event] = []
+            while len(items) < page_rows and cursor[0] < len(order):
+                run_id = order[cursor[0]]
+                if cursor[1] == 0:
+                    items.append(_run_info(conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()))
+                    cursor[1] = -1
+                events = [Event(*r) for r in conn.execute(
+                    "SELECT id, run_id, event, data, created_at FROM events WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
+                    (run_id, max(cursor[1], 0), page_rows - len(items)),
+                )]
+                items += events
+                if len(items) < page_rows:
+                    cursor[:] = [cursor[0] + 1, 0]
+                elif events:
+                    cursor[1] = events[-1].id
+            return items
+
+        async def pages(order: list[str]) -> AsyncIterator[list[RunInfo | Event]]:
+            cursor = [0, 0]
+            while items := await call(lambda: page(order, cursor)):
+                yield items
+
+        try:
+            dump = await call(begin)
+            try:
+                yield dump
+            finally:
+                await dump.pages.aclose()  # type: ignore[attr-defined]
+        finally:
+            if conn is not None:
+                await call(conn.close)
+            thread.shutdown(wait=True)
+
+    async def _maintain(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``body`` on the writer thread outside any transaction (checkpoint, VACUUM)."""
+
+        def job(conn: sqlite3.Connection) -> T:
+            self._check_intact()
+            try:
+                return body(conn)
+            except sqlite3.Error as exc:
+                raise self._typed(exc) from exc
+
+        self._check_intact()
+        return await self._writer.call(job)
+
+    def _truncate_wal(self, conn: sqlite3.Connection) -> None:
+        if not truncate_wal(conn, patience=self._lock_timeout):
+            raise DatabaseBusy(
+                f"the WAL of {self.path} could not be checkpointed completely within {self._lock_timeout:g}s: "
+                "another process is reading it, or the disk is full; nothing was lost, retry later"
+            )
+
+    async def checkpoint(self) -> Resized:
+        wal = Path(f"{self.path}-wal")
+
+        def body(conn: sqlite3.Connection) -> Resized:
+            before = _file_size(wal)
+            self._truncate_wal(conn)
+            return Resized(before, _file_size(wal))
+
+        return await self._maintain(body)
+
+    async def vacuum(self) -> Resized:
+        """VACUUM writes the rebuilt file through the WAL: the checkpoint after it is what
+        shrinks the file (and gives the WAL's space back)."""
+
+        def body(conn: sqlite3.Connection) -> Resized:
+            before = _file_size(self.path)
+            conn.execute("VACUUM")
+            self._truncate_wal(conn)
+            return Resized(before, _file_size(self.path))
+
+        return await self._maintain(body)
 
     # --- change feed -----------------------------------------------------------------------
 

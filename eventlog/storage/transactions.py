@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import groupby
 from typing import TypeVar
 
 from eventlog.errors import (
@@ -20,6 +21,8 @@ from eventlog.errors import (
     DatabaseFull,
     EventLogError,
     IdempotencyConflict,
+    InvalidData,
+    InvalidInput,
     RunActive,
     RunEnded,
     RunExists,
@@ -32,6 +35,7 @@ from eventlog.storage.base import (
     Committed,
     CreateRun,
     EndRun,
+    ImportRows,
     RetentionPolicy,
     WriteRequest,
     WriteResult,
@@ -235,8 +239,13 @@ class _Batch:
         return before + 1
 
     def _sequence(self) -> int:
-        row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        return row[0] if row else 0
+        return sequence(self.conn)
+
+
+def sequence(conn: sqlite3.Connection) -> int:
+    """The newest event id AUTOINCREMENT has handed out (0 before the first)."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    return row[0] if row else 0
 
 
 def apply_writes(
@@ -247,7 +256,7 @@ def apply_writes(
     DatabaseBusy is the outcome of each request it kept out (none of their rows was written),
     never of one that committed before it."""
     try:
-        return transaction(conn, lambda c: _apply(c, requests), lock_timeout)
+        return transaction(conn, lambda c: _apply_in_order(c, requests), lock_timeout)
     except DatabaseBusy as exc:
         return [exc] * len(requests), []
     except sqlite3.Error as exc:
@@ -257,13 +266,33 @@ def apply_writes(
     committed: list[Committed] = []
     for request in requests:
         try:
-            (outcome,), notices = transaction(conn, lambda c: _apply(c, [request]), lock_timeout)
+            (outcome,), notices = transaction(conn, lambda c: _apply_in_order(c, [request]), lock_timeout)
         except DatabaseBusy as exc:
             outcome, notices = exc, []
         except sqlite3.Error as exc:
             outcome, notices = storage_error(exc), []
         outcomes.append(outcome)
         committed.extend(notices)
+    return outcomes, committed
+
+
+def _apply_in_order(
+    conn: sqlite3.Connection, requests: list[WriteRequest]
+) -> tuple[list[WriteResult | BaseException], list[Committed]]:
+    """Apply a batch in submission order: each import on its own (it brings its own ids), the
+    requests between imports together."""
+    outcomes: list[WriteResult | BaseException] = []
+    committed: list[Committed] = []
+    for importing, group in groupby(requests, key=lambda request: isinstance(request, ImportRows)):
+        if importing:
+            for request in group:
+                outcome, notices = import_rows(conn, request)  # type: ignore[arg-type]
+                outcomes.append(outcome)
+                committed += notices
+        else:
+            group_outcomes, notices = _apply(conn, list(group))
+            outcomes += group_outcomes
+            committed += notices
     return outcomes, committed
 
 
@@ -340,6 +369,83 @@ def _info(run_id: str, state: _RunState) -> RunInfo:
         run_id, state.created_at, json.loads(state.metadata_json), state.event_count, state.total_bytes,
         0, state.last_id, 0, state.end_id, state.end_reason, state.ended_at,
     )
+
+
+# --- import ------------------------------------------------------------------------------------
+
+
+def import_rows(conn: sqlite3.Connection, request: ImportRows) -> tuple[list[int] | EventLogError, list[Committed]]:
+    """Apply one ``ImportRows``: every check first, so a refused request writes nothing."""
+    states: dict[str, _RunState] = {}
+    trimmed: dict[str, int] = {}
+    newest = sequence(conn)
+    for run in request.runs:
+        if run.run_id in states or _load_state(conn, run.run_id) is not None:
+            return RunExists(run.run_id), []
+        states[run.run_id] = _new_state(run.created_at, run.metadata_json)
+        if request.remap and run.trimmed_through:
+            newest += 1  # an id of its own stands for the trimmed events, so readers get a gap
+            trimmed[run.run_id] = newest
+        else:
+            trimmed[run.run_id] = run.trimmed_through
+    rows: list[Event] = []
+    for event in request.events:
+        state = states.get(event.run_id)
+        if state is None:
+            loaded = _load_state(conn, event.run_id)
+            if loaded is None:
+                return RunNotFound(event.run_id), []
+            state = states[event.run_id] = loaded
+            trimmed[event.run_id] = conn.execute(
+                "SELECT trimmed_through FROM runs WHERE run_id = ?", (event.run_id,)
+            ).fetchone()[0]
+        if state.end_id is not None:
+            return RunEnded(event.run_id, state.end_reason, state.end_id), []
+        if request.remap:
+            newest += 1
+        event_id = newest if request.remap else event.id
+        floor = max(state.last_id, trimmed[event.run_id])
+        if event_id <= floor:
+            return InvalidInput(f"event id {event_id} of run {event.run_id!r} is not above its previous id {floor}"), []
+        if event.event == END_EVENT:
+            marker = json.loads(event.data_json)
+            if not isinstance(marker, dict) or not isinstance(marker.get("reason", 0), str | None):
+                return InvalidData(f"the end marker {event.id} of run {event.run_id!r} has no text reason"), []
+            state.end_id, state.end_reason, state.ended_at = event_id, marker["reason"], event.created_at
+        else:
+            state.event_count += 1
+            state.total_bytes += len(event.data_json.encode())
+        state.last_id, state.touched = event_id, True
+        rows.append(Event(event_id, event.run_id, event.event, event.data_json, event.created_at))
+    ids = [row.id for row in rows]
+    if not request.remap and ids:
+        taken = conn.execute(
+            "SELECT id FROM events WHERE id IN (SELECT value FROM json_each(?)) LIMIT 1", (json.dumps(ids),)
+        ).fetchone()
+        if taken is not None:
+            return InvalidInput(f"event id {taken[0]} is already stored"), []
+    conn.executemany(
+        "INSERT INTO events (id, run_id, event, data, created_at) VALUES (?, ?, ?, ?, ?)",
+        [(e.id, e.run_id, e.event, e.data_json, e.created_at) for e in rows],
+    )
+    reserve = newest if request.remap else request.reserve_through
+    if reserve > sequence(conn):
+        if conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'events'", (reserve,)).rowcount == 0:
+            conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (reserve,))
+    conn.executemany(
+        "INSERT INTO runs (run_id, created_at, metadata, event_count, total_bytes, last_id, trimmed_through, end_id, end_reason, ended_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
+        "event_count = excluded.event_count, total_bytes = excluded.total_bytes, last_id = excluded.last_id, "
+        "end_id = excluded.end_id, end_reason = excluded.end_reason, ended_at = excluded.ended_at",
+        [
+            (run_id, s.created_at, s.metadata_json, s.event_count, s.total_bytes, s.last_id, trimmed[run_id], s.end_id, s.end_reason, s.ended_at)
+            for run_id, s in states.items()
+        ],
+    )
+    by_run: dict[str, list[Event]] = {}
+    for row in rows:
+        by_run.setdefault(row.run_id, []).append(row)
+    return ids, [Committed(run_id, s.previous_last_id, tuple(by_run.get(run_id, ()))) for run_id, s in states.items()]
 
 
 # --- retention ---------------------------------------------------------------------------------

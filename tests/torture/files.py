@@ -69,9 +69,10 @@ async def refused_by_library(db: Path, error: type[Exception]) -> Exception:
     return caught.value
 
 
-def refused_by_server(db: Path, log_path: Path, error: type[Exception]) -> str:
-    """``eventlog serve`` on the file exits (non-zero, promptly) naming ``error`` (the class
-    itself, not a base class of it); returns its log."""
+def refused_by_server(db: Path, log_path: Path, refused: Exception) -> str:
+    """``eventlog serve`` on the file exits (non-zero, promptly) before serving, with the
+    library's refusal ``refused`` (the same typed error's message) as its one line and no
+    traceback; returns its log."""
     server = ServerProcess(db, log_path=log_path)
     try:
         with pytest.raises(RuntimeError, match="server exited"):
@@ -80,7 +81,7 @@ def refused_by_server(db: Path, log_path: Path, error: type[Exception]) -> str:
         server.kill()
     assert server.process is not None and server.process.returncode != 0
     output = log_path.read_text()
-    assert error.__name__ in output, output[-3000:]
+    assert output.strip() == f"eventlog: {refused}", output[-3000:]
     return output
 
 

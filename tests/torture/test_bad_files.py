@@ -22,7 +22,7 @@ async def refuse(db: Path, error: type[EventLogError], log_path: Path, figures: 
     figures.operations += 2
     refused = await files.refused_by_library(db, error)
     figures.error(refused.code)
-    files.refused_by_server(db, log_path, type(refused))  # the same typed error, not a 500 later
+    files.refused_by_server(db, log_path, refused)  # the same typed error, not a 500 later
     figures.error("server exits")
     files.same_files(db, before)
 
