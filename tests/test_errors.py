@@ -269,3 +269,18 @@ async def test_an_event_must_be_a_pair_not_a_two_character_string(log) -> None:
     with pytest.raises(InvalidInput):
         await log.append_many("run-pairs", ["xy"])
     assert await log.run("run-pairs") is None
+
+
+async def test_a_read_only_location_is_not_writable_for_a_new_or_an_existing_file(tmp_path) -> None:
+    from eventlog import NotWritable
+    from tests.disk import small_disk
+
+    with small_disk(tmp_path / "ro") as disk:
+        assert disk.mounted, "needs a tmpfs to remount read-only (root can write anywhere else)"
+        async with EventLog.open(disk.root / "existing.db") as log:
+            await log.append("run", "x", 1)
+        disk.make_read_only()
+        for name in ("existing.db", "new.db"):
+            with pytest.raises(NotWritable, match=name):
+                await EventLog.open(disk.root / name)
+        assert not (disk.root / "new.db").exists()

@@ -6,7 +6,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from eventlog.errors import DatabaseCorrupt, NotAnEventLog, NotWritable
+from eventlog.errors import DatabaseCorrupt, EventLogError, NotAnEventLog, NotWritable
 from eventlog.storage.base import Durability
 from eventlog.storage.migrations import check_identity, has_eventlog_header
 
@@ -33,7 +33,10 @@ def connect(
 
     Raises NotAnEventLog for a file that is not an SQLite database at all, DatabaseCorrupt for
     an eventlog file that SQLite finds damaged (truncated, say)."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=512)
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=512)
+    except sqlite3.Error as exc:  # e.g. a new file in a read-only directory
+        raise _refusal(path, exc, writer) from exc
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         conn.execute("PRAGMA schema_version").fetchone()  # reads the header: fails on garbage
@@ -50,19 +53,24 @@ def connect(
     except sqlite3.DatabaseError as exc:
         conn.close()
         if isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode in _TRANSIENT:
-            raise
-        if writer and _code(exc) in _UNWRITABLE:
-            raise NotWritable(
-                f"cannot write {path} or the files beside it ({exc}): the filesystem or directory is "
-                "read-only, or this user lacks the permission"
-            ) from exc
-        if is_corruption(exc) and has_eventlog_header(path):
-            raise DatabaseCorrupt(f"the eventlog database {path} is corrupt ({exc}): run `eventlog check {path}`") from exc
-        raise NotAnEventLog(f"{path} is not a usable eventlog database: {exc}") from exc
+            raise  # lock contention: the caller waits (or says DatabaseBusy)
+        raise _refusal(path, exc, writer) from exc
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _refusal(path: Path, exc: sqlite3.Error, writer: bool) -> EventLogError:
+    """The typed error for a file SQLite would not open or set up."""
+    if writer and _code(exc) in _UNWRITABLE:
+        return NotWritable(
+            f"cannot write {path} or the files beside it ({exc}): the filesystem or directory is "
+            "read-only, or this user lacks the permission"
+        )
+    if is_corruption(exc) and has_eventlog_header(path):
+        return DatabaseCorrupt(f"the eventlog database {path} is corrupt ({exc}): run `eventlog check {path}`")
+    return NotAnEventLog(f"{path} is not a usable eventlog database: {exc}")
 
 
 _TRANSIENT = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
