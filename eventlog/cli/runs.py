@@ -58,6 +58,8 @@ class Target:
             url = None
         if (db is None) == (url is None):
             fail("give exactly one of --db PATH (a local file) or --url URL (a server)", 2)
+        if db is not None and db.is_dir():
+            fail(f"{db}: is a directory, not an eventlog file")
         if must_exist and db is not None and not db.exists():
             fail(f"{db}: no such file")
         return cls(db, url, token, retry_deadline)
