@@ -39,6 +39,8 @@ from eventlog.errors import DatabaseCorrupt, EventLogError, InvalidData, Invalid
 from eventlog.log.validation import check_run_id
 from eventlog.models import End, Event, Gap, RunInfo
 
+__all__ = ["AsyncClient", "AuthRefused", "Client", "FollowItem", "ServerError", "ServerUnreachable", "StreamedEvent"]
+
 FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 2.0
 """Seconds between retries: doubling from the first to the most, unless the server says

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, Union
 
 import typer
 
+from eventlog import End, Event, EventLog, Gap, RunInfo, RunNotFound
 from eventlog.cli.app import TokenOption, UrlOption, app, fail
 
-if TYPE_CHECKING:
-    from eventlog import End, Event, EventLog, Gap, RunInfo
+if TYPE_CHECKING:  # the client (httpx) is imported only by the commands that use it
     from eventlog.client import AsyncClient, StreamedEvent
 
     Source = Union[EventLog, AsyncClient]
@@ -66,7 +66,6 @@ class Target:
 
     @asynccontextmanager
     async def open(self) -> AsyncIterator[Source]:
-        from eventlog import EventLog
         from eventlog.client import AsyncClient
 
         if self.db is not None:
@@ -79,8 +78,6 @@ class Target:
 
 
 async def existing_run(source: Source, run_id: str) -> RunInfo:
-    from eventlog import RunNotFound
-
     info = await source.run(run_id)
     if info is None:
         raise RunNotFound(run_id)
@@ -90,8 +87,6 @@ async def existing_run(source: Source, run_id: str) -> RunInfo:
 async def stored_items(source: Source, info: RunInfo, after: int | None) -> AsyncIterator[Event | Gap | End]:
     """What the run holds now, as ``follow`` would deliver it: a gap when ``after`` lies before
     the retained events, the events, and the end marker as an ``End``."""
-    from eventlog import End, Gap
-
     if after is not None and after < info.trimmed_through:
         yield Gap(after, info.first_id, info.last_id)
     cursor = after or 0
@@ -102,16 +97,12 @@ async def stored_items(source: Source, info: RunInfo, after: int | None) -> Asyn
 
 
 def live_items(source: Source, run_id: str, after: int | None) -> AsyncIterator[Any]:
-    from eventlog import EventLog
-
     if isinstance(source, EventLog):
         return source.subscribe(run_id, after=after, heartbeat=None, wait_for_run=False)
     return source.follow(run_id, after)
 
 
 def item_line(item: Event | StreamedEvent | Gap | End, as_json: bool) -> str:
-    from eventlog import End, Gap
-
     if isinstance(item, Gap):
         data = {"requested_event_id": item.requested, "earliest_available_event_id": item.earliest,
                 "latest_available_event_id": item.latest}
