@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from eventlog import EventLog
+from eventlog import EventLog, RetentionPolicy
 from eventlog.client import Client
 from tests.http.server import ServerProcess, free_port
 
@@ -95,6 +95,26 @@ def test_on_a_server(server: ServerProcess) -> None:
     runs = json_lines(ok("runs", "--status", "ended", "--json", *url))
     assert ("remote", "ended", 1) in [(r["run_id"], r["status"], r["event_count"]) for r in runs]
     assert "remote" in ok("runs", *url)
+
+
+async def _trimmed(path: Path) -> None:
+    async with EventLog.open(path, retention=RetentionPolicy(max_events=3), retention_interval=3600) as log:
+        await log.append_many("trimmed", [("step", n) for n in range(10)])
+        await log.end("trimmed")
+        await log.apply_retention()
+
+
+@pytest.mark.parametrize("follow", ["--follow", "--no-follow"])
+def test_tail_reports_a_gap(tmp_path: Path, follow: str) -> None:
+    db = tmp_path / "log.db"
+    asyncio.run(_trimmed(db))
+    gap, *events, end = json_lines(ok("tail", "trimmed", "--from", "1", follow, "--json", "--db", str(db)))
+    assert gap["event"] == "gap" and gap["data"]["requested_event_id"] == 1
+    assert [e["data"] for e in events] == [7, 8, 9] and events[0]["id"] == gap["data"]["earliest_available_event_id"]
+    assert end["event"] == "end"
+    assert ok("tail", "trimmed", "--from", "1", follow, "--db", str(db)).splitlines()[0] == (
+        "-- gap: events after 1 were trimmed; continuing at 8"
+    )
 
 
 def read_lines(process: subprocess.Popen[str], n: int) -> list[dict[str, Any]]:
