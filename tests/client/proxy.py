@@ -1,6 +1,7 @@
-"""A TCP relay on 127.0.0.1 in front of a real server, for a fault that a real network has and a
+"""A TCP relay on 127.0.0.1 in front of a real server, for faults that a real network has and a
 server kill cannot produce on cue: the server did the work, but its answer never reaches the
-client. It also records the status of each answer it relays, so a test can wait for one."""
+client; connections dropped while the server lives on. It also records the status of each
+answer it relays, so a test can wait for one."""
 
 from __future__ import annotations
 
@@ -57,6 +58,15 @@ class Proxy:
             except OSError:
                 pass
             sock.close()
+
+    def cut(self) -> None:
+        """Drop every open connection (the listener stays): what a flaky network does."""
+        open_now, self._sockets = self._sockets[1:], self._sockets[:1]
+        for sock in open_now:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def close(self) -> None:
         for sock in self._sockets:

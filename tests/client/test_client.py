@@ -196,6 +196,24 @@ async def test_a_busy_file_is_retried_after_retry_after(tmp_path: Path) -> None:
         server.kill()
 
 
+def test_follow_across_dropped_connections(shared_server: ServerProcess) -> None:
+    proxy = Proxy(shared_server.port)
+    try:
+        with Client(shared_server.url) as producer, Client(proxy.url) as client:
+            producer.append_many("dropped", [("step", n) for n in range(3)])
+            items = client.follow("dropped")
+            assert [next(items).data for _ in range(3)] == [0, 1, 2]
+            for n in range(3, 9, 2):
+                proxy.cut()
+                producer.append_many("dropped", [("step", n), ("step", n + 1)])
+                assert [next(items).data for _ in range(2)] == [n, n + 1]
+            producer.end("dropped")
+            assert isinstance(next(items), End)
+            assert len(proxy.statuses) >= 4, "each cut made the follower connect again"
+    finally:
+        proxy.close()
+
+
 def test_follow_across_kill_9(server: ServerProcess) -> None:
     """A producer appends (with the client) while the server is killed with SIGKILL and
     started again: the follower yields every event once, in order, then the end."""
