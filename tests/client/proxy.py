@@ -1,7 +1,7 @@
 """A TCP relay on 127.0.0.1 in front of a real server, for faults that a real network has and a
 server kill cannot produce on cue: the server did the work, but its answer never reaches the
-client; connections dropped while the server lives on. It also records the status of each
-answer it relays, so a test can wait for one."""
+client; connections dropped while the server lives on. It also records the head of each
+request and the status of each answer it relays, so a test can check or wait for them."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ class Proxy:
         self.port = self._listener.getsockname()[1]
         self.lose_next_answer = False
         self.statuses: list[int] = []
+        self.requests: list[bytes] = []
+        """The head (first chunk) of each request relayed."""
         self.relayed = threading.Condition()
         self._sockets: list[socket.socket] = [self._listener]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -42,6 +44,8 @@ class Proxy:
     def _pump(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
         try:
             while chunk := source.recv(65536):
+                if not answers and chunk[:8].split(b" ")[0] in (b"GET", b"POST", b"DELETE"):
+                    self.requests.append(chunk)
                 if answers and chunk.startswith(b"HTTP/"):
                     if self.lose_next_answer:
                         self.lose_next_answer = False
