@@ -2,7 +2,7 @@
 ``AsyncClient`` (asyncio, on ``httpx.AsyncClient``). It needs httpx and httpx-sse, both in the
 ``server`` extra (``pip install 'eventlog[server]'``).
 
-Both classes are thin I/O loops around one core, ``_Core``, that does everything that is not I/O:
+Both classes are thin I/O loops around one core, ``Core``, that does everything that is not I/O:
 building requests, turning error answers back into the typed exceptions of ``eventlog.errors``,
 deciding whether and how long to wait before a retry, and turning Server-Sent Events into typed
 items without duplicates. So the two cannot drift apart.
@@ -191,7 +191,7 @@ class Call:
 class Follow:
     """The state of one ``follow``: the cursor to resume after, and the items it has yielded."""
 
-    def __init__(self, core: _Core, run_id: str, after: int | None) -> None:
+    def __init__(self, core: Core, run_id: str, after: int | None) -> None:
         self._core = core
         self.run_id = run_id
         self.cursor = after
@@ -238,7 +238,7 @@ class Follow:
         return gap
 
 
-class _Core:
+class Core:
     """Everything of a client that is not I/O (see the module docstring)."""
 
     def __init__(self, url: str, *, token: str | None, timeout: float, stream_timeout: float,
@@ -347,7 +347,7 @@ class Client:
 
     def __init__(self, url: str, *, token: str | None = None, timeout: float = 10.0,
                  stream_timeout: float = 60.0, retry_deadline: float = 30.0) -> None:
-        self._core = _Core(url, token=token, timeout=timeout, stream_timeout=stream_timeout,
+        self._core = Core(url, token=token, timeout=timeout, stream_timeout=stream_timeout,
                            retry_deadline=retry_deadline)
         self._http = httpx.Client()
 
@@ -440,7 +440,7 @@ class AsyncClient:
 
     def __init__(self, url: str, *, token: str | None = None, timeout: float = 10.0,
                  stream_timeout: float = 60.0, retry_deadline: float = 30.0) -> None:
-        self._core = _Core(url, token=token, timeout=timeout, stream_timeout=stream_timeout,
+        self._core = Core(url, token=token, timeout=timeout, stream_timeout=stream_timeout,
                            retry_deadline=retry_deadline)
         self._http = httpx.AsyncClient()
 

@@ -10,20 +10,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from httpx_sse import ServerSentEvent
 
 from eventlog import DatabaseBusy, End, Gap, InvalidData, InvalidEventName, InvalidInput, InvalidRunId, RunEnded, RunNotFound
-from eventlog.client import AsyncClient, AuthRefused, Client, ServerError, ServerUnreachable, StreamedEvent
+from eventlog.client import AsyncClient, AuthRefused, Client, Core, ServerError, ServerUnreachable, StreamedEvent
 from tests.client.proxy import Proxy
 from tests.helpers.hold_lock import LockHolder
 from tests.http.server import ServerProcess, free_port
 
-Any_Client = Client | AsyncClient
+AnyClient = Client | AsyncClient
 
 
 @pytest.fixture(params=["sync", "async"])
-async def any_client(request: pytest.FixtureRequest, shared_server: ServerProcess) -> AsyncIterator[Any_Client]:
+async def any_client(request: pytest.FixtureRequest, shared_server: ServerProcess) -> AsyncIterator[AnyClient]:
     if request.param == "sync":
         with Client(shared_server.url) as client:
             yield client
@@ -32,13 +32,13 @@ async def any_client(request: pytest.FixtureRequest, shared_server: ServerProces
             yield client
 
 
-async def call(client: Any_Client, method: str, *args: Any, **kwargs: Any) -> Any:
+async def call(client: AnyClient, method: str, *args: Any, **kwargs: Any) -> Any:
     """``client.method(...)``, awaited when the client is an AsyncClient."""
     result = getattr(client, method)(*args, **kwargs)
     return await result if inspect.isawaitable(result) else result
 
 
-async def followed(client: Any_Client, run_id: str, after: int | None = None) -> list[Any]:
+async def followed(client: AnyClient, run_id: str, after: int | None = None) -> list[Any]:
     """Every item of ``follow`` up to its end."""
     items = client.follow(run_id, after)
     if isinstance(items, AsyncIterator):
@@ -46,7 +46,7 @@ async def followed(client: Any_Client, run_id: str, after: int | None = None) ->
     return await asyncio.to_thread(list, items)
 
 
-async def test_every_method(any_client: Any_Client, request: pytest.FixtureRequest) -> None:
+async def test_every_method(any_client: AnyClient, request: pytest.FixtureRequest) -> None:
     run = f"methods-{request.node.callspec.id}"
     assert await call(any_client, "run", run) is None
     first = await call(any_client, "append", run, "step", {"n": 1})
@@ -77,7 +77,7 @@ async def test_every_method(any_client: Any_Client, request: pytest.FixtureReque
     assert await call(any_client, "run", run) is None
 
 
-async def test_runs_pages(any_client: Any_Client, request: pytest.FixtureRequest) -> None:
+async def test_runs_pages(any_client: AnyClient, request: pytest.FixtureRequest) -> None:
     names = [f"page-{request.node.callspec.id}-{i}" for i in range(3)]
     for name in names:
         await call(any_client, "append", name, "x")
@@ -86,7 +86,7 @@ async def test_runs_pages(any_client: Any_Client, request: pytest.FixtureRequest
     assert newest == names[::-1][:2] and older[0] == names[0]
 
 
-async def test_typed_errors(any_client: Any_Client, request: pytest.FixtureRequest) -> None:
+async def test_typed_errors(any_client: AnyClient, request: pytest.FixtureRequest) -> None:
     run = f"errors-{request.node.callspec.id}"
     with pytest.raises(RunNotFound) as missing:
         await call(any_client, "end", run)
@@ -304,11 +304,7 @@ async def test_a_gap_is_a_typed_item(tmp_path: Path) -> None:
 def test_heartbeats_repeats_and_a_repeated_gap_yield_nothing() -> None:
     """What httpx-sse yields for heartbeat comments (an empty message carrying the last id), an
     event already yielded, and the same gap on a second connection: none of them is an item."""
-    from httpx_sse import ServerSentEvent
-
-    from eventlog.client import _Core
-
-    follow = _Core("http://127.0.0.1:1", token=None, timeout=1, stream_timeout=1, retry_deadline=0).follow("r", None)
+    follow = Core("http://127.0.0.1:1", token=None, timeout=1, stream_timeout=1, retry_deadline=0).follow("r", None)
     gap = '{"code":"stream_replay_gap","requested_event_id":0,"earliest_available_event_id":5,"latest_available_event_id":9}'
     frames = [
         ServerSentEvent(retry=1000), ServerSentEvent(event="gap", data=gap), ServerSentEvent(event="step", data="1", id="5"),
