@@ -29,6 +29,9 @@ if TYPE_CHECKING:  # the client (httpx) is imported only by the commands that us
 
 DbOption = Annotated[Optional[Path], typer.Option("--db", help="A local eventlog file (instead of --url).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
+RETRY_DEADLINE = 10.0
+"""Seconds a command retries an unreachable server: long enough for a restart, short enough
+that a server that is down is reported soon."""
 RetryOption = Annotated[float, typer.Option(
     "--retry-deadline", min=0, help="With --url: seconds to keep retrying while the server is unreachable.",
 )]
@@ -128,7 +131,7 @@ def tail(
     after: Annotated[Optional[int], typer.Option("--from", min=0, help="Start after this event id.")] = None,
     follow: Annotated[bool, typer.Option("--follow/--no-follow", help="Wait for new events until the run ends.")] = True,
     as_json: JsonOption = False,
-    retry_deadline: RetryOption = 30.0,
+    retry_deadline: RetryOption = RETRY_DEADLINE,
 ) -> None:
     """Print a run's events, from a file (--db) or a server (--url); by default follow it until
     it ends, resuming after a dropped connection without repeating an event."""
@@ -154,7 +157,7 @@ def append(
     db: DbOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
-    retry_deadline: RetryOption = 30.0,
+    retry_deadline: RetryOption = RETRY_DEADLINE,
 ) -> None:
     """Append one event to a run, in a file (--db, created when missing) or on a server
     (--url); prints its id."""
@@ -180,7 +183,7 @@ def end(
     db: DbOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
-    retry_deadline: RetryOption = 30.0,
+    retry_deadline: RetryOption = RETRY_DEADLINE,
 ) -> None:
     """End a run (ending it again with the same reason changes nothing); prints the end
     marker's id."""
@@ -203,7 +206,7 @@ def runs(
     url: UrlOption = None,
     token: TokenOption = None,
     as_json: JsonOption = False,
-    retry_deadline: RetryOption = 30.0,
+    retry_deadline: RetryOption = RETRY_DEADLINE,
 ) -> None:
     """List runs, newest first: id, status, events, first and last id, size, age, thread id."""
 
