@@ -16,7 +16,7 @@ app = typer.Typer(
 )
 
 TokenOption = Annotated[Optional[str], typer.Option("--token", envvar="EVENTLOG_TOKEN", help="API key or reader token.")]
-UrlOption = Annotated[str, typer.Option("--url", envvar="EVENTLOG_URL", help="The server's base URL.")]
+UrlOption = Annotated[Optional[str], typer.Option("--url", envvar="EVENTLOG_URL", help="The server's base URL.")]
 
 
 @app.callback()

@@ -191,7 +191,7 @@ def test_cli_token_and_tail(secured: ServerProcess) -> None:
     reader = minted.stdout.strip()
     claims = jwt.decode(reader, SECRET, algorithms=["HS256"])
     assert claims["eventlog"] == {"subscribe": ["job-*"]} and 290 <= claims["exp"] - time.time() <= 310
-    tailed = run_cli("tail", "job-2", "--url", secured.url, env={"EVENTLOG_TOKEN": reader})
+    tailed = run_cli("tail", "job-2", "--json", "--url", secured.url, env={"EVENTLOG_TOKEN": reader})
     assert tailed.returncode == 0, tailed.stderr
     lines = [json.loads(line) for line in tailed.stdout.splitlines()]
     assert [line["event"] for line in lines] == ["updates", "end"]
