@@ -26,6 +26,7 @@ pytestmark = pytest.mark.timeout(120)
 SCREENSHOTS = Path("/work/ui-screenshots")
 KEY = "ui-test-producer-key"
 SECRET = "ui-test-jwt-secret-of-32-bytes-or-more"
+ROTATED = "ui-test-rotated-secret-of-32-bytes-too"
 
 
 @pytest.fixture
@@ -84,7 +85,9 @@ def test_list_and_a_run_tailed_live_across_kill_9(page: Page, ui_server: ServerP
         assert http.post("/runs", json={"run_id": live, "metadata": {"thread_id": "t-42", "graph": "agent"}}).status_code == 201
         assert http.post("/runs", json={"run_id": done}).status_code == 201
         assert http.get("/ui").status_code == 307  # to /ui/, where the page's relative links work
-        assert http.get("/ui/nothing-here.js").json()["error"]["code"] == "not_found"
+        assert http.get("/ui/style.css").headers["content-type"].startswith("text/css")
+        for path in ("/ui/nothing-here.js", "/ui/__init__.py"):  # only the shipped files
+            assert http.get(path).json()["error"]["code"] == "not_found", path
         assert "/ui" not in str(http.get("/openapi.json").json()["paths"])
     producer, finished = Producer(ui_server, live), Producer(ui_server, done)
     producer.append(4)
@@ -180,7 +183,7 @@ def test_a_reader_token_sees_only_its_runs(page: Page, auth_server: ServerProces
     page.fill("#token-input", mint_token(SECRET, ["team-a-*"], ttl=600))
     page.click("#token-form button[type=submit]")
     wait_for_runs(page, granted)
-    assert page.inner_text("#token-state") == "Token set"
+    assert page.inner_text("#token-state") == "Reader token: team-a-*"
     assert page.evaluate("localStorage.getItem('eventlog.token')").count(".") == 2
     screenshot(page, tmp_path, "runs-list-reader-token.png")
 
@@ -192,11 +195,31 @@ def test_a_reader_token_sees_only_its_runs(page: Page, auth_server: ServerProces
         assert http.post("/runs/team-a-1/events", json={"event": "custom", "data": {"live": True}}).status_code == 201
     wait_for_events(page, 2)
 
+    # The secret is rotated while the server is down: the browser's reconnect is refused (401),
+    # which the page shows instead of reconnecting forever.
+    auth_server.kill()
+    wait_for_conn(page, "reconnecting")
+    auth_server.env["EVENTLOG_JWT_SECRET"] = ROTATED
+    auth_server.start()
+    wait_for_conn(page, "error")
+    assert "401" in page.inner_text("#alert") and "token" in page.inner_text("#alert")
+    with httpx.Client(base_url=auth_server.url, timeout=10, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        ids = [e["id"] for e in http.get("/runs/team-a-1/events").json()["events"]]
+        assert http.post("/runs/team-a-1/events", json={"event": "custom", "data": {"after": "rotation"}}).status_code == 201
+    # A new token: the page reads the run again, each event once, and tails it.
+    page.fill("#token-input", mint_token(ROTATED, ["team-a-*"], ttl=600))
+    page.click("#token-form button[type=submit]")
+    wait_for_conn(page, "connected")
+    wait_for_events(page, 3)
+    assert shown_ids(page)[:2] == ids and len(set(shown_ids(page))) == 3
+    assert page.inner_text("#alert") == ""
+
     # A run outside the token's globs: a clear 403, and no stream.
     page.goto(f"{auth_server.url}/ui/#/runs/{other}")
     wait_for_conn(page, "error")
     assert "403" in page.inner_text("#alert") and other in page.inner_text("#alert")
-    assert shown_ids(page) == []
+    assert shown_ids(page) == [] and page.inner_text("#last-id") == "–"
+    screenshot(page, tmp_path, "run-page-forbidden.png")
 
     # Forgetting the token: back to the 401.
     page.goto(f"{auth_server.url}/ui/#/")

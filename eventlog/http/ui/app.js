@@ -119,8 +119,22 @@
 
   // ---- the token -----------------------------------------------------------------------
 
+  /** What the token is, for the person who entered it: a reader token's run globs, read
+   * from its (unverified: the server checks it) payload, or a key. */
+  function describeToken(value) {
+    if (!value) return "No token";
+    const parts = value.split(".");
+    if (parts.length !== 3) return "API key set";
+    try {
+      const payload = JSON.parse(atob(parts[1].replace(/-/g, "+").replace(/_/g, "/")));
+      return `Reader token: ${payload.eventlog.subscribe.join(", ")}`;
+    } catch {
+      return "Token set";
+    }
+  }
+
   function showTokenState() {
-    $("token-state").textContent = token() ? "Token set" : "No token";
+    $("token-state").textContent = describeToken(token());
     $("token-forget").hidden = !token();
   }
 
@@ -217,6 +231,8 @@
     $("events").replaceChildren();
     $("events-trimmed").hidden = true;
     $("events-empty").hidden = true;
+    $("last-id").textContent = "–";
+    $("shown-count").textContent = "";
     const nameFilter = $("name-filter");
     nameFilter.replaceChildren(element("option", "", "all events"));
     nameFilter.firstChild.value = "";
@@ -314,10 +330,14 @@
         element("pre", "", JSON.stringify(data, null, 2)), time,
       );
       applyFilter(row);
+      // Like tail -f: a reader at the bottom of the page stays there as events arrive.
+      const root = document.documentElement;
+      const following = window.innerHeight + window.scrollY >= root.scrollHeight - 48;
       const list = $("events");
       const next = id > s.lastId ? null
         : [...list.children].find((li) => Number(li.dataset.id || li.dataset.endId || Infinity) > id);
       list.insertBefore(row, next || null);
+      if (following && !next) window.scrollTo(0, root.scrollHeight);
       s.lastId = Math.max(s.lastId, id);
       const rows = list.querySelectorAll("li.event");
       if (rows.length > MAX_ROWS) { rows[0].remove(); s.dropped += 1; }
