@@ -8,15 +8,18 @@ the test's ``tmp_path`` and copied to ``/work/ui-screenshots`` for people to loo
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Page
 
+from eventlog import EventLog, RetentionPolicy
 from eventlog.http.auth import mint_token
 from tests.http.server import ServerProcess
 from tests.http.test_browser import WAIT_MS, Producer, browser, page, wait_for  # noqa: F401 (fixtures)
@@ -226,3 +229,39 @@ def test_a_reader_token_sees_only_its_runs(page: Page, auth_server: ServerProces
     page.click("#token-forget")
     wait_for(page, "document.getElementById('alert').textContent.includes('401')")
     assert listed_runs(page) == []
+
+
+def _append_and_trim(db: Path, run_id: str, n: int, keep: int) -> list[int]:
+    """While the server is down: append ``n`` events and trim the run to ``keep`` (on the same
+    file, through the library, the one write path)."""
+
+    async def write() -> list[int]:
+        async with EventLog.open(db, retention=RetentionPolicy(max_events=keep)) as log:
+            ids = await log.append_many(run_id, [("values", {"n": i}) for i in range(n)])
+            await log.apply_retention()
+            return ids
+
+    # In a thread of its own: Playwright's sync API owns this thread's event loop.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, write()).result()
+
+
+def test_a_reconnect_behind_retention_shows_the_gap(page: Page, ui_server: ServerProcess, tmp_path: Path) -> None:
+    run_id = f"job-gap-{uuid.uuid4().hex[:6]}"
+    producer = Producer(ui_server, run_id)
+    producer.append(5, batch=True)
+    page.goto(f"{ui_server.url}/ui/#/runs/{run_id}")
+    wait_for_events(page, 5)
+    wait_for_conn(page, "connected")
+
+    ui_server.kill()
+    wait_for_conn(page, "reconnecting")
+    kept = _append_and_trim(ui_server.db, run_id, 6, keep=2)[-2:]
+    ui_server.start()
+    wait_for(page, "document.querySelector('#events li.notice.gap') !== null")
+    wait_for_events(page, 7)
+    wait_for_conn(page, "connected")
+    gap = page.inner_text("#events li.notice.gap")
+    assert f"events after #{producer.ids[-1]} were trimmed; continuing from #{kept[0]}" in gap
+    assert shown_ids(page) == producer.ids + kept
+    screenshot(page, tmp_path, "run-page-gap.png")
