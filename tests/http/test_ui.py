@@ -262,6 +262,7 @@ def test_a_reconnect_behind_retention_shows_the_gap(page: Page, ui_server: Serve
     wait_for_events(page, 7)
     wait_for_conn(page, "connected")
     gap = page.inner_text("#events li.notice.gap")
-    assert f"events after #{producer.ids[-1]} were trimmed; continuing from #{kept[0]}" in gap
+    assert f"after #{producer.ids[-1]} and before #{kept[0]} were removed by retention; continuing from #{kept[0]}" in gap
     assert shown_ids(page) == producer.ids + kept
+    wait_for(page, "document.querySelector('#run-facts dd').textContent === '2'")  # the summary's Events, caught up
     screenshot(page, tmp_path, "run-page-gap.png")

@@ -367,7 +367,7 @@
       notice("end", `#${id}  Run ended (reason: ${reason ?? "none"})`).dataset.endId = String(id);
       setConn("ended");
       showCounts();
-      refresh().catch((failure) => alertText(explain(failure))); // the summary's final state
+      summarize(); // its final state
     }
 
     /** The stream's ``error`` frame (storage failed) carries no id; an event named ``error``
@@ -392,7 +392,7 @@
       const es = new EventSource(`${ROOT}${runPath(runId)}/stream${query.toString() ? `?${query}` : ""}`);
       s.es = es;
       s.streamId = "";
-      es.onopen = () => { setConn("connected"); alertText(""); };
+      es.onopen = () => { setConn("connected"); alertText(""); summarize(); };
       es.addEventListener("error", (event) => {
         if (event instanceof MessageEvent) { onErrorFrame(event); return; }
         if (s.es !== es) return;
@@ -406,7 +406,8 @@
       es.addEventListener("end", (event) => { s.streamId = event.lastEventId; end(Number(event.lastEventId), parse(event.data)); });
       es.addEventListener("gap", (event) => {
         const gap = parse(event.data);
-        notice("gap", `Gap: events after #${gap.requested_event_id} were trimmed; continuing from #${gap.earliest_available_event_id}`, gap);
+        notice("gap", `Gap: the run's events after #${gap.requested_event_id} and before #${gap.earliest_available_event_id} were removed by retention; continuing from #${gap.earliest_available_event_id}`, gap);
+        summarize();
       });
       for (const name of s.listening) es.addEventListener(name, onStreamEvent);
     }
@@ -456,6 +457,11 @@
       s.short = start === 0 && info.last_id <= s.lastId && shownWithin(info) < info.event_count ? s.short + 1 : 0;
       if (s.ahead >= 2) { s.ahead = 0; await readFrom(s.lastId); }
       if (s.short >= 2) { s.short = 0; await readFrom(Math.max(start, info.trimmed_through)); }
+    }
+
+    /** The summary now, as the stream opens, skips or ends, rather than at the next tick. */
+    function summarize() {
+      api(runPath(runId)).then((info) => { if (!s.stopped) renderInfo(info); }, () => { /* the watchdog reports */ });
     }
 
     async function watch() {
