@@ -266,3 +266,18 @@ def test_a_reconnect_behind_retention_shows_the_gap(page: Page, ui_server: Serve
     assert shown_ids(page) == producer.ids + kept
     wait_for(page, "document.querySelector('#run-facts dd').textContent === '2'")  # the summary's Events, caught up
     screenshot(page, tmp_path, "run-page-gap.png")
+
+
+def test_a_long_run_keeps_the_newest_events_on_the_page(page: Page, ui_server: ServerProcess) -> None:
+    """A thousand event cards at most: of a longer history the newest, and the page says so."""
+    run_id = f"job-long-{uuid.uuid4().hex[:6]}"
+    producer = Producer(ui_server, run_id)
+    producer.append(1000, batch=True)
+    producer.append(200, batch=True)
+    page.goto(f"{ui_server.url}/ui/#/runs/{run_id}")
+    wait_for_conn(page, "connected")
+    producer.append(3)
+    wait_for(page, f"document.getElementById('last-id').textContent === '{producer.ids[-1]}'")
+    assert shown_ids(page) == producer.ids[-1000:]
+    wait_for(page, "document.getElementById('shown-count').textContent === '1,000 events'")
+    assert page.inner_text("#events-trimmed") == "203 older events are not shown (the page keeps the newest 1,000)."

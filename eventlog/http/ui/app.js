@@ -17,6 +17,7 @@
   const TOKEN_KEY = "eventlog.token";
   const POLL_MS = 2000;
   const READ_PAGE = 1000; // the API's largest page of events
+  const LIST_LIMIT = 1000; // the API's largest page of runs: the list shows the newest
   const MAX_ROWS = 1000; // events kept on the page; older ones leave it (the count says so)
   const COMMON_NAMES = [
     "values", "updates", "messages", "messages/partial", "messages/complete", "messages/metadata",
@@ -196,11 +197,12 @@
       clearTimeout(timer);
       try {
         const status = $("status-filter").value;
-        const body = await api(`runs?limit=1000${status ? `&status=${status}` : ""}`);
+        const body = await api(`runs?limit=${LIST_LIMIT}${status ? `&status=${status}` : ""}`);
         if (stopped) return;
         runs = body.runs;
         alertText("");
-        $("list-updated").textContent = `Updated ${clock(Date.now() / 1000)}`;
+        const newest = runs.length === LIST_LIMIT ? ` · the newest ${number(LIST_LIMIT)} runs` : "";
+        $("list-updated").textContent = `Updated ${clock(Date.now() / 1000)}${newest}`;
       } catch (failure) {
         if (stopped) return;
         alertText(explain(failure));
@@ -240,7 +242,8 @@
     const start = Math.max(0, parseInt(params.get("after") || "0", 10) || 0);
     const s = {
       es: null, lastId: start, streamId: "", shown: new Set(), names: new Set(), listening: new Set(),
-      ended: false, stopped: false, watchTimer: null, reopenTimer: null, ahead: 0, short: 0, dropped: 0,
+      ended: false, stopped: false, watchTimer: null, reopenTimer: null, ahead: 0, short: 0,
+      rows: 0, dropped: 0, painting: false,
     };
 
     function setConn(state) {
@@ -251,12 +254,11 @@
 
     function showCounts() {
       $("last-id").textContent = s.lastId ? String(s.lastId) : "–";
-      const rows = $("events").querySelectorAll("li.event");
-      const visible = [...rows].filter((row) => !row.hidden).length;
+      const visible = nameFilter.value ? $("events").querySelectorAll("li.event:not([hidden])").length : s.rows;
       $("shown-count").textContent = nameFilter.value
-        ? `${number(visible)} of ${number(rows.length)} events shown`
-        : `${number(rows.length)} events`;
-      $("events-empty").hidden = rows.length > 0 || s.ended;
+        ? `${number(visible)} of ${number(s.rows)} events shown`
+        : `${number(s.rows)} events`;
+      $("events-empty").hidden = s.rows > 0 || s.ended;
       const trimmed = $("events-trimmed");
       trimmed.hidden = s.dropped === 0;
       trimmed.textContent = `${number(s.dropped)} older events are not shown (the page keeps the newest ${number(MAX_ROWS)}).`;
@@ -330,18 +332,29 @@
         element("pre", "", JSON.stringify(data, null, 2)), time,
       );
       applyFilter(row);
-      // Like tail -f: a reader at the bottom of the page stays there as events arrive.
-      const root = document.documentElement;
-      const following = window.innerHeight + window.scrollY >= root.scrollHeight - 48;
+      repaint();
       const list = $("events");
       const next = id > s.lastId ? null
         : [...list.children].find((li) => Number(li.dataset.id || li.dataset.endId || Infinity) > id);
       list.insertBefore(row, next || null);
-      if (following && !next) window.scrollTo(0, root.scrollHeight);
       s.lastId = Math.max(s.lastId, id);
-      const rows = list.querySelectorAll("li.event");
-      if (rows.length > MAX_ROWS) { rows[0].remove(); s.dropped += 1; }
-      showCounts();
+      $("last-id").textContent = String(s.lastId);
+      s.rows += 1;
+      if (s.rows > MAX_ROWS) { list.querySelector("li.event").remove(); s.rows -= 1; s.dropped += 1; }
+    }
+
+    /** Counts and scrolling once per frame, not once per event (a page of history is a
+     * thousand). Like tail -f, a reader at the bottom of the page stays there. */
+    function repaint() {
+      if (s.painting) return;
+      const root = document.documentElement;
+      const following = window.innerHeight + window.scrollY >= root.scrollHeight - 48;
+      s.painting = true;
+      requestAnimationFrame(() => {
+        s.painting = false;
+        showCounts();
+        if (following) window.scrollTo(0, root.scrollHeight);
+      });
     }
 
     function notice(kind, title, data) {
@@ -425,18 +438,29 @@
       s.reopenTimer = setTimeout(openStream, POLL_MS);
     }
 
-    /** Read events after ``after`` as JSON pages: history, or what the stream did not deliver. */
+    /** Read events after ``after`` as JSON pages: history, or what the stream did not deliver.
+     * The pages are read first and shown at once: of a long history read onto an empty page,
+     * only the newest ``MAX_ROWS`` are rendered (the others count as not shown). */
     async function readFrom(after) {
+      const events = [];
       for (;;) {
         const page = await api(`${runPath(runId)}/events?after=${after}&limit=${READ_PAGE}`);
         if (s.stopped) return;
-        for (const event of page.events) {
-          if (event.event === "end") end(event.id, event.data);
-          else addEvent(event.id, event.event, event.data, event.created_at);
-        }
-        if (page.events.length < READ_PAGE) return;
+        events.push(...page.events);
+        if (page.events.length < READ_PAGE) break;
         after = page.next_after;
       }
+      const skip = s.rows === 0 ? Math.max(0, events.length - MAX_ROWS) : 0;
+      events.forEach((event, i) => {
+        if (event.event === "end") end(event.id, event.data);
+        else if (i >= skip) addEvent(event.id, event.event, event.data, event.created_at);
+        else if (!s.shown.has(event.id)) {
+          s.shown.add(event.id);
+          learn(event.event);
+          s.lastId = Math.max(s.lastId, event.id);
+          s.dropped += 1;
+        }
+      });
     }
 
     /** How many shown events the summary's window holds (for the missed-events check). */
@@ -509,7 +533,11 @@
     if (current) current.stop();
     alertText("");
     const match = location.hash.match(/^#\/runs\/([^?]+)(?:\?(.*))?$/);
-    current = match ? runView(decodeURIComponent(match[1]), new URLSearchParams(match[2] || "")) : listView();
+    let runId = null;
+    try {
+      runId = match && decodeURIComponent(match[1]);
+    } catch { /* a malformed address: the list */ }
+    current = runId ? runView(runId, new URLSearchParams(match[2] || "")) : listView();
   }
 
   window.addEventListener("hashchange", route);
