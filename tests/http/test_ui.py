@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from playwright.sync_api import Page
 
 from eventlog import EventLog, RetentionPolicy
 from eventlog.http.auth import mint_token
+from tests.faults import build_log, corrupt_run
 from tests.http.server import ServerProcess
 from tests.http.test_browser import WAIT_MS, Producer, browser, page, wait_for  # noqa: F401 (fixtures)
 
@@ -30,6 +32,7 @@ SCREENSHOTS = Path("/work/ui-screenshots")
 KEY = "ui-test-producer-key"
 SECRET = "ui-test-jwt-secret-of-32-bytes-or-more"
 ROTATED = "ui-test-rotated-secret-of-32-bytes-too"
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -47,10 +50,10 @@ def auth_server(tmp_path: Path) -> Iterator[ServerProcess]:
     process.kill()
 
 
-def screenshot(page: Page, tmp_path: Path, name: str) -> None:
+def screenshot(page: Page, tmp_path: Path, name: str, *, full_page: bool = True) -> None:
     """Under the test's output folder, and a copy where people look."""
     path = tmp_path / name
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(path, SCREENSHOTS / name)
 
@@ -231,19 +234,20 @@ def test_a_reader_token_sees_only_its_runs(page: Page, auth_server: ServerProces
     assert listed_runs(page) == []
 
 
-def _append_and_trim(db: Path, run_id: str, n: int, keep: int) -> list[int]:
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run library code from a test: in a thread of its own, since Playwright's sync API owns
+    this thread's event loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def append_and_trim(db: Path, run_id: str, n: int, keep: int) -> list[int]:
     """While the server is down: append ``n`` events and trim the run to ``keep`` (on the same
     file, through the library, the one write path)."""
-
-    async def write() -> list[int]:
-        async with EventLog.open(db, retention=RetentionPolicy(max_events=keep)) as log:
-            ids = await log.append_many(run_id, [("values", {"n": i}) for i in range(n)])
-            await log.apply_retention()
-            return ids
-
-    # In a thread of its own: Playwright's sync API owns this thread's event loop.
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, write()).result()
+    async with EventLog.open(db, retention=RetentionPolicy(max_events=keep)) as log:
+        ids = await log.append_many(run_id, [("values", {"n": i}) for i in range(n)])
+        await log.apply_retention()
+        return ids
 
 
 def test_a_reconnect_behind_retention_shows_the_gap(page: Page, ui_server: ServerProcess, tmp_path: Path) -> None:
@@ -256,7 +260,7 @@ def test_a_reconnect_behind_retention_shows_the_gap(page: Page, ui_server: Serve
 
     ui_server.kill()
     wait_for_conn(page, "reconnecting")
-    kept = _append_and_trim(ui_server.db, run_id, 6, keep=2)[-2:]
+    kept = run_async(append_and_trim(ui_server.db, run_id, 6, keep=2))[-2:]
     ui_server.start()
     wait_for(page, "document.querySelector('#events li.notice.gap') !== null")
     wait_for_events(page, 7)
@@ -281,3 +285,25 @@ def test_a_long_run_keeps_the_newest_events_on_the_page(page: Page, ui_server: S
     assert shown_ids(page) == producer.ids[-1000:]
     wait_for(page, "document.getElementById('shown-count').textContent === '1,000 events'")
     assert page.inner_text("#events-trimmed") == "203 older events are not shown (the page keeps the newest 1,000)."
+
+
+def test_a_storage_failure_mid_stream_shows_the_error_frame_and_stops(page: Page, tmp_path: Path) -> None:
+    db = tmp_path / "damaged.db"
+    run_async(build_log(db))
+    corrupt_run(db, "run-5")
+    server = ServerProcess(db).start()  # opens: the damage is in the middle, not in the header
+    try:
+        page.goto(f"{server.url}/ui/#/runs/run-0")
+        wait_for_events(page, 300)
+        wait_for_conn(page, "connected")
+        # The first request that meets the damage flips the server's log; the stream ends at its
+        # next read (after a heartbeat) with an error frame, which the page shows, then stops.
+        assert httpx.get(f"{server.url}/runs/run-5/events", params={"limit": 1000}).status_code == 503
+        wait_for_conn(page, "error")
+        assert "database_corrupt" in page.inner_text("#events li.notice.error")
+        assert "The stream failed" in page.inner_text("#alert")
+        assert len(shown_ids(page)) == len(set(shown_ids(page))) == 300
+        page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+        screenshot(page, tmp_path, "run-page-error.png", full_page=False)  # the end of the page
+    finally:
+        server.kill()
