@@ -2,8 +2,10 @@
 
 The page is served by the server itself, so it is same-origin: no CORS. What is asserted is what
 a person sees on the page (rows, badges, the connection state, the event cards), found by the
-elements' ids and data attributes. Screenshots of the list and of a run page are saved under
-the test's ``tmp_path`` and copied to ``/work/ui-screenshots`` for people to look at.
+elements' ids and data attributes: the list (live, filtered), a run tailed across kill -9, a
+reader token's view (401, 403, a refused reconnect after the secret rotates), a gap frame, the
+cap on cards, and an error frame. Screenshots of the list and of run pages are saved under the
+test's ``tmp_path`` and copied to ``/work/ui-screenshots`` for people to look at.
 """
 
 from __future__ import annotations
@@ -33,13 +35,6 @@ KEY = "ui-test-producer-key"
 SECRET = "ui-test-jwt-secret-of-32-bytes-or-more"
 ROTATED = "ui-test-rotated-secret-of-32-bytes-too"
 T = TypeVar("T")
-
-
-@pytest.fixture
-def ui_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path / "eventlog.db").start()
-    yield process
-    process.kill()
 
 
 @pytest.fixture
@@ -80,14 +75,10 @@ def wait_for_conn(page: Page, state: str) -> None:
     wait_for(page, f"document.getElementById('conn-state').textContent === {state!r}")
 
 
-def conn(page: Page) -> str:
-    return page.inner_text("#conn-state")
-
-
-def test_list_and_a_run_tailed_live_across_kill_9(page: Page, ui_server: ServerProcess, tmp_path: Path) -> None:
+def test_list_and_a_run_tailed_live_across_kill_9(page: Page, server: ServerProcess, tmp_path: Path) -> None:
     suffix = uuid.uuid4().hex[:6]
     live, done = f"job-live-{suffix}", f"job-done-{suffix}"
-    with httpx.Client(base_url=ui_server.url, timeout=10) as http:
+    with httpx.Client(base_url=server.url, timeout=10) as http:
         assert http.post("/runs", json={"run_id": live, "metadata": {"thread_id": "t-42", "graph": "agent"}}).status_code == 201
         assert http.post("/runs", json={"run_id": done}).status_code == 201
         assert http.get("/ui").status_code == 307  # to /ui/, where the page's relative links work
@@ -95,14 +86,14 @@ def test_list_and_a_run_tailed_live_across_kill_9(page: Page, ui_server: ServerP
         for path in ("/ui/nothing-here.js", "/ui/__init__.py"):  # only the shipped files
             assert http.get(path).json()["error"]["code"] == "not_found", path
         assert "/ui" not in str(http.get("/openapi.json").json()["paths"])
-    producer, finished = Producer(ui_server, live), Producer(ui_server, done)
+    producer, finished = Producer(server, live), Producer(server, done)
     producer.append(4)
     producer.append(6, batch=True)
     finished.append(3, batch=True)
     finished.end()
 
     # The list: both runs with their status and counts; the filters.
-    page.goto(f"{ui_server.url}/ui")
+    page.goto(f"{server.url}/ui")
     wait_for_runs(page, [live, done])
     row = page.locator(f"#runs-body tr[data-run-id='{live}']")
     assert row.locator(".badge").inner_text() == "running"
@@ -118,7 +109,7 @@ def test_list_and_a_run_tailed_live_across_kill_9(page: Page, ui_server: ServerP
     wait_for_runs(page, [live, done])
     # Live: a run created after the page loaded shows up by itself.
     extra = f"job-new-{suffix}"
-    with httpx.Client(base_url=ui_server.url, timeout=10) as http:
+    with httpx.Client(base_url=server.url, timeout=10) as http:
         assert http.post("/runs", json={"run_id": extra}).status_code == 201
     wait_for_runs(page, [live, done, extra])
     screenshot(page, tmp_path, "runs-list.png")
@@ -133,15 +124,15 @@ def test_list_and_a_run_tailed_live_across_kill_9(page: Page, ui_server: ServerP
     assert page.inner_text("#last-id") == str(producer.ids[-1])
 
     # kill -9, the page says so, the server comes back on the same file and port.
-    ui_server.kill()
+    server.kill()
     wait_for_conn(page, "reconnecting")
-    ui_server.start()
+    server.start()
     producer.append(5)
     wait_for_conn(page, "connected")
     wait_for_events(page, 20)
     # A name the page has never seen, then a known one: the stream does not dispatch the first
     # (EventSource needs a listener per name); the page's watchdog reads it and shows it in order.
-    with httpx.Client(base_url=ui_server.url, timeout=10) as http:
+    with httpx.Client(base_url=server.url, timeout=10) as http:
         response = http.post(f"/runs/{live}/events", json={"events": [
             {"event": "tool_call", "data": {"tool": "search", "args": {"q": "eventlog"}}},
             {"event": "values", "data": {"messages": ["done"]}},
@@ -250,18 +241,18 @@ async def append_and_trim(db: Path, run_id: str, n: int, keep: int) -> list[int]
         return ids
 
 
-def test_a_reconnect_behind_retention_shows_the_gap(page: Page, ui_server: ServerProcess, tmp_path: Path) -> None:
+def test_a_reconnect_behind_retention_shows_the_gap(page: Page, server: ServerProcess, tmp_path: Path) -> None:
     run_id = f"job-gap-{uuid.uuid4().hex[:6]}"
-    producer = Producer(ui_server, run_id)
+    producer = Producer(server, run_id)
     producer.append(5, batch=True)
-    page.goto(f"{ui_server.url}/ui/#/runs/{run_id}")
+    page.goto(f"{server.url}/ui/#/runs/{run_id}")
     wait_for_events(page, 5)
     wait_for_conn(page, "connected")
 
-    ui_server.kill()
+    server.kill()
     wait_for_conn(page, "reconnecting")
-    kept = run_async(append_and_trim(ui_server.db, run_id, 6, keep=2))[-2:]
-    ui_server.start()
+    kept = run_async(append_and_trim(server.db, run_id, 6, keep=2))[-2:]
+    server.start()
     wait_for(page, "document.querySelector('#events li.notice.gap') !== null")
     wait_for_events(page, 7)
     wait_for_conn(page, "connected")
@@ -272,13 +263,13 @@ def test_a_reconnect_behind_retention_shows_the_gap(page: Page, ui_server: Serve
     screenshot(page, tmp_path, "run-page-gap.png")
 
 
-def test_a_long_run_keeps_the_newest_events_on_the_page(page: Page, ui_server: ServerProcess) -> None:
+def test_a_long_run_keeps_the_newest_events_on_the_page(page: Page, server: ServerProcess) -> None:
     """A thousand event cards at most: of a longer history the newest, and the page says so."""
     run_id = f"job-long-{uuid.uuid4().hex[:6]}"
-    producer = Producer(ui_server, run_id)
+    producer = Producer(server, run_id)
     producer.append(1000, batch=True)
     producer.append(200, batch=True)
-    page.goto(f"{ui_server.url}/ui/#/runs/{run_id}")
+    page.goto(f"{server.url}/ui/#/runs/{run_id}")
     wait_for_conn(page, "connected")
     producer.append(3)
     wait_for(page, f"document.getElementById('last-id').textContent === '{producer.ids[-1]}'")
@@ -291,14 +282,14 @@ def test_a_storage_failure_mid_stream_shows_the_error_frame_and_stops(page: Page
     db = tmp_path / "damaged.db"
     run_async(build_log(db))
     corrupt_run(db, "run-5")
-    server = ServerProcess(db).start()  # opens: the damage is in the middle, not in the header
+    damaged = ServerProcess(db).start()  # opens: the damage is in the middle, not in the header
     try:
-        page.goto(f"{server.url}/ui/#/runs/run-0")
+        page.goto(f"{damaged.url}/ui/#/runs/run-0")
         wait_for_events(page, 300)
         wait_for_conn(page, "connected")
         # The first request that meets the damage flips the server's log; the stream ends at its
         # next read (after a heartbeat) with an error frame, which the page shows, then stops.
-        assert httpx.get(f"{server.url}/runs/run-5/events", params={"limit": 1000}).status_code == 503
+        assert httpx.get(f"{damaged.url}/runs/run-5/events", params={"limit": 1000}).status_code == 503
         wait_for_conn(page, "error")
         assert "database_corrupt" in page.inner_text("#events li.notice.error")
         assert "The stream failed" in page.inner_text("#alert")
@@ -306,4 +297,4 @@ def test_a_storage_failure_mid_stream_shows_the_error_frame_and_stops(page: Page
         page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
         screenshot(page, tmp_path, "run-page-error.png", full_page=False)  # the end of the page
     finally:
-        server.kill()
+        damaged.kill()
