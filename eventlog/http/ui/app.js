@@ -243,10 +243,11 @@
     const s = {
       es: null, lastId: start, streamId: "", shown: new Set(), names: new Set(), listening: new Set(),
       ended: false, stopped: false, watchTimer: null, reopenTimer: null, ahead: 0, short: 0,
-      rows: 0, dropped: 0, painting: false,
+      rows: 0, dropped: 0, painting: false, conn: "",
     };
 
     function setConn(state) {
+      s.conn = state;
       const pill = $("conn-state");
       pill.textContent = state;
       pill.className = `pill ${state}`;
@@ -494,7 +495,8 @@
       } catch (failure) {
         if (!failure.transient && !s.stopped) alertText(explain(failure));
       }
-      if (!s.stopped && !s.ended) s.watchTimer = setTimeout(watch, POLL_MS);
+      // Ended, or stopped by an error (refused, or the server's error frame): nothing to watch.
+      if (!s.stopped && !s.ended && s.conn !== "error") s.watchTimer = setTimeout(watch, POLL_MS);
     }
 
     async function begin() {
