@@ -46,8 +46,11 @@ def auth_server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 
 def screenshot(page: Page, tmp_path: Path, name: str, *, full_page: bool = True) -> None:
-    """Under the test's output folder, and a copy where people look."""
+    """Under the test's output folder, and a copy where people look. A whole page is taken from
+    its top (the page follows a tail down, and a sticky bar would sit mid-picture)."""
     path = tmp_path / name
+    if full_page:
+        page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(path), full_page=full_page)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(path, SCREENSHOTS / name)
