@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from eventlog import EventLog
-from eventlog.http import langgraph, metrics, openapi, routes
+from eventlog.http import langgraph, metrics, openapi, routes, ui
 from eventlog.http.auth import Authenticator, install_log_redaction, load_key
 from eventlog.http.errors import EXCEPTION_HANDLERS
 from eventlog.http.settings import Settings
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
         )
     app = Starlette(
-        routes=[*routes.routes, *langgraph.routes, *metrics.routes, *openapi.routes],
+        routes=[*routes.routes, *langgraph.routes, *metrics.routes, *openapi.routes, *ui.routes],
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
