@@ -70,9 +70,12 @@ def venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Iterator[Path
     yield home / "env"
 
 
-def test_the_wheel_holds_every_module_and_migration(wheel: Path) -> None:
+def test_the_wheel_holds_every_module_migration_and_inspector_file(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "eventlog").rglob("*.py")}
+    # Every module, and the web inspector's files (package data next to its module).
+    shipped = [p for pattern in ("*.py", "*.html", "*.js", "*.css") for p in (REPO / "eventlog").rglob(pattern)]
+    modules = {p.relative_to(REPO).as_posix() for p in shipped}
+    assert any(name.endswith(".js") for name in modules), "no inspector files found in the repo?"
     migrations = {f"eventlog/migrations/{p.name}" for p in (REPO / "migrations").glob("*.sql")}
     assert migrations, "no migrations in the repo?"
     assert modules <= names, sorted(modules - names)
