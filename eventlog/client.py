@@ -338,22 +338,35 @@ def run_info(body: dict[str, Any]) -> RunInfo:
     return RunInfo(**{f.name: body[f.name] for f in fields(RunInfo)})
 
 
-class Client:
+class _Options:
+    """What both clients are built from: the options (checked by ``Core``) and an httpx client
+    of their kind, from ``_new_http``."""
+
+    def __init__(self, url: str, *, token: str | None = None, timeout: float = 10.0,
+                 stream_timeout: float = 60.0, retry_deadline: float = 30.0) -> None:
+        self._core = Core(url, token=token, timeout=timeout, stream_timeout=stream_timeout,
+                           retry_deadline=retry_deadline)
+        self._http = self._new_http()
+
+    def _new_http(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return self._core.url
+
+
+class Client(_Options):
     """A blocking client: ``with Client("http://127.0.0.1:8000", token=KEY) as client: ...``.
 
     ``timeout``: seconds for each request; ``stream_timeout``: seconds a stream may stay silent
     (the server sends heartbeats) before it counts as dropped and is reconnected;
     ``retry_deadline``: seconds of retrying after a failure before giving up."""
 
-    def __init__(self, url: str, *, token: str | None = None, timeout: float = 10.0,
-                 stream_timeout: float = 60.0, retry_deadline: float = 30.0) -> None:
-        self._core = Core(url, token=token, timeout=timeout, stream_timeout=stream_timeout,
-                           retry_deadline=retry_deadline)
-        self._http = httpx.Client()
+    _http: httpx.Client
 
-    @property
-    def url(self) -> str:
-        return self._core.url
+    def _new_http(self) -> httpx.Client:
+        return httpx.Client()
 
     def append(self, run_id: str, event: str, data: Any = None) -> int:
         """Append one event (creating the run if needed); its id once durable."""
@@ -434,19 +447,14 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_Options):
     """The asyncio twin of ``Client``: the same methods and options, awaited
     (``async with AsyncClient(url) as client``; ``async for item in client.follow(run)``)."""
 
-    def __init__(self, url: str, *, token: str | None = None, timeout: float = 10.0,
-                 stream_timeout: float = 60.0, retry_deadline: float = 30.0) -> None:
-        self._core = Core(url, token=token, timeout=timeout, stream_timeout=stream_timeout,
-                           retry_deadline=retry_deadline)
-        self._http = httpx.AsyncClient()
+    _http: httpx.AsyncClient
 
-    @property
-    def url(self) -> str:
-        return self._core.url
+    def _new_http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient()
 
     async def append(self, run_id: str, event: str, data: Any = None) -> int:
         return (await self.append_many(run_id, [(event, data)]))[0]
