@@ -5,12 +5,14 @@ a person sees on the page (rows, badges, the connection state, the event cards),
 elements' ids and data attributes: the list (live, filtered), a run tailed across kill -9, a
 reader token's view (401, 403, a refused reconnect after the secret rotates), a gap frame, the
 cap on cards, and an error frame. Screenshots of the list and of run pages are saved under the
-test's ``tmp_path`` and copied to ``/work/ui-screenshots`` for people to look at.
+test's ``tmp_path``, and copied to the folder named by ``EVENTLOG_SCREENSHOTS`` when it is set,
+for people to look at.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import uuid
 from collections.abc import Coroutine, Iterator
@@ -30,7 +32,7 @@ from tests.http.test_browser import WAIT_MS, Producer, browser, page, wait_for  
 
 pytestmark = pytest.mark.timeout(120)
 
-SCREENSHOTS = Path("/work/ui-screenshots")
+SCREENSHOTS = os.environ.get("EVENTLOG_SCREENSHOTS")
 KEY = "ui-test-producer-key"
 SECRET = "ui-test-jwt-secret-of-32-bytes-or-more"
 ROTATED = "ui-test-rotated-secret-of-32-bytes-too"
@@ -46,14 +48,16 @@ def auth_server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 
 def screenshot(page: Page, tmp_path: Path, name: str, *, full_page: bool = True) -> None:
-    """Under the test's output folder, and a copy where people look. A whole page is taken from
+    """Under the test's output folder, and a copy where people look (``EVENTLOG_SCREENSHOTS``,
+    if set). A whole page is taken from
     its top (the page follows a tail down, and a sticky bar would sit mid-picture)."""
     path = tmp_path / name
     if full_page:
         page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(path), full_page=full_page)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SCREENSHOTS / name)
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(SCREENSHOTS) / name)
 
 
 def listed_runs(page: Page) -> list[str]:
