@@ -4,7 +4,6 @@ Garbage comes from a seeded generator, so every run of the suite damages the sam
 
 from __future__ import annotations
 
-import asyncio
 import random
 import sqlite3
 from pathlib import Path

@@ -195,7 +195,7 @@ def test_a_missing_file_is_not_created(tmp_path: Path, command: list[str]) -> No
 
 @pytest.mark.parametrize("command", [["tail", "job"], ["append", "job", "step", "1"]])
 def test_a_directory(tmp_path: Path, command: list[str]) -> None:
-    assert one_line_refusal(eventlog(*command, "--db", str(tmp_path))) == f"eventlog: {tmp_path}: is a directory, not an eventlog file"
+    assert one_line_refusal(eventlog(*command, "--db", str(tmp_path))) == f"eventlog: {tmp_path} is a directory, not an eventlog file"
     assert list(tmp_path.iterdir()) == []
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import pytest
 
 from eventlog import DatabaseFull, EventLog
 from tests.conftest import integrity_check

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from eventlog import EventLog, RetentionPolicy
+from eventlog import RetentionPolicy
 
 TTL = 3600.0
 

@@ -1,29 +1,24 @@
 """Commands on a log file: ``check``, ``export``, ``import``, ``trim``, ``migrate``,
 ``checkpoint`` and ``vacuum``.
 
-Each opens the file through ``EventLog`` (``open_file``), so it is refused with one line when it is
-missing, a directory, corrupt, another program's, of a newer schema or not writable, before
-anything is changed. The log is opened without background retention: a command changes only
-what it says it changes."""
+Each opens the file with ``eventlog.cli.local.open_file``, so it is refused with one line when it
+is missing, a directory, corrupt, another program's, of a newer schema or not writable, before
+anything is changed."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from eventlog.cli.app import app, fail
-
-if TYPE_CHECKING:
-    from eventlog import EventLog
+from eventlog.cli.local import check_path, open_file
 
 DbOption = Annotated[Path, typer.Option("--db", envvar="EVENTLOG_DB", help="The eventlog file.")]
 DEFAULT_DB = Path("data/eventlog.db")
@@ -31,40 +26,6 @@ ProgressOption = Annotated[
     Optional[bool],
     typer.Option("--progress/--no-progress", help="A progress bar on stderr (default: when stderr is a terminal)."),
 ]
-
-
-def check_path(db: Path, *, create: bool) -> None:
-    """Refuse a path no log can be at (one line): a directory, a missing file unless the command
-    creates it, or one to create where nothing can be written (SQLite would say only "unable to
-    open database file")."""
-    from eventlog import NotWritable
-
-    if db.is_dir():
-        fail(f"{db} is a directory, not an eventlog file")
-    if db.exists():
-        return
-    if not create:
-        fail(f"{db}: no such file")
-    folder = next(parent for parent in db.absolute().parents if parent.exists())
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise NotWritable(f"cannot create {db}: {folder} is read-only, or this user lacks the permission")
-
-
-@asynccontextmanager
-async def open_file(db: Path, *, create: bool = False) -> AsyncIterator[EventLog]:
-    """The log at ``db`` for one command: refused in one line when it cannot be one, and opened
-    without background retention (no idempotency keys expire behind the command's back)."""
-    from eventlog import EventLog, RetentionPolicy
-
-    check_path(db, create=create)
-    # A fault the library logs (a corrupt page met) is also raised: its one line says it all.
-    quiet = logging.NullHandler()
-    logging.getLogger("eventlog").addHandler(quiet)
-    try:
-        async with EventLog.open(db, retention=RetentionPolicy(idempotency_ttl=None)) as log:
-            yield log
-    finally:
-        logging.getLogger("eventlog").removeHandler(quiet)
 
 
 @dataclass(frozen=True, slots=True)

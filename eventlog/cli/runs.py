@@ -21,6 +21,7 @@ import typer
 
 from eventlog import End, Event, EventLog, Gap, RunInfo, RunNotFound
 from eventlog.cli.app import TokenOption, UrlOption, app, fail
+from eventlog.cli.local import check_path, open_file
 
 if TYPE_CHECKING:  # the client (httpx) is imported only by the commands that use it
     from eventlog.client import AsyncClient, StreamedEvent
@@ -61,10 +62,8 @@ class Target:
             url = None
         if (db is None) == (url is None):
             fail("give exactly one of --db PATH (a local file) or --url URL (a server)", 2)
-        if db is not None and db.is_dir():
-            fail(f"{db}: is a directory, not an eventlog file")
-        if must_exist and db is not None and not db.exists():
-            fail(f"{db}: no such file")
+        if db is not None:
+            check_path(db, create=not must_exist)
         return cls(db, url, token, retry_deadline)
 
     @asynccontextmanager
@@ -72,7 +71,7 @@ class Target:
         from eventlog.client import AsyncClient
 
         if self.db is not None:
-            async with EventLog.open(self.db) as log:
+            async with open_file(self.db, create=True) as log:  # chosen() refused what it must
                 yield log
         else:
             assert self.url is not None

@@ -66,7 +66,7 @@ async def probe_file(db: Path) -> None:
     """Open the log once and close it, before any server starts: a file that is no log, a newer
     one, corrupt or not writable is refused in one line (unchanged), where each worker would
     otherwise fail at startup with a traceback. A missing file is created (and set up) here."""
-    from eventlog.cli.files import open_file
+    from eventlog.cli.local import open_file
 
     async with open_file(db, create=True):
         pass
