@@ -10,7 +10,6 @@ background save never lands in a measurement.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import socket
 import subprocess
@@ -27,7 +26,7 @@ class RedisMissing(RuntimeError):
 
 
 def executable() -> str:
-    path = shutil.which("redis-server") or ("/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None)
+    path = shutil.which("redis-server")
     if path is None:
         raise RedisMissing("redis-server not found on PATH: install Debian's redis-server package (apt-get install redis-server)")
     return path
