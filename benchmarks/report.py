@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.metadata
-import math
 import os
 import platform
 import signal
@@ -353,7 +352,7 @@ def plot_memory(m: Measured, out: Path) -> str:
 
 def render(m: Measured, p: Plan, out: Path) -> str:
     a, lat = m.append, m.append.latencies
-    rate = {k: v for k, v in a.rates.items()}
+    rate = a.rates
     ns = m.append_args.producers
     parts: list[str] = []
     add = parts.append
