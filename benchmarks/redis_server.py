@@ -18,6 +18,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from sse import _die_with_parent
+
 DURABILITY = "appendonly yes, appendfsync everysec (RDB snapshots off)"
 
 
@@ -64,7 +66,8 @@ def redis_server(timeout: float = 10.0) -> Iterator[str]:
             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
             "--maxclients", "4096", "--daemonize", "no", "--logfile", f"{tmp}/redis.log",
         ]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        # SIGTERM should the benchmark die without unwinding (kill -9): no redis-server outlives it.
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         try:
             deadline = time.monotonic() + timeout
             while not _ping(port):
