@@ -6,7 +6,7 @@ DB ?= data/eventlog.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test torture bench clean
+.PHONY: run test torture bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,12 @@ TORTURE_SCALE ?= 8
 torture: $(VENV)/.installed-dev
 	EVENTLOG_TORTURE_SCALE=$(TORTURE_SCALE) $(BIN)/python -m pytest -q tests/torture
 
+# Every benchmark, written to benchmarks/results/REPORT.md with its plots (needs redis-server).
 bench: $(VENV)/.installed-dev
-	$(BIN)/python benchmarks/append.py
+	$(BIN)/python benchmarks/report.py --out benchmarks/results
+
+bench-quick: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/report.py --quick --out build/bench-quick
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -22,18 +23,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import redis.asyncio
 
 from eventlog import EventLog, Event, End
 from eventlog.storage.migrations import migrate
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from baselines.memory_bridge import MemoryStreamBridge  # noqa: E402
+from redis_server import RedisMissing, redis_server  # noqa: E402
+
 INSERT = "INSERT INTO events (run_id, event, data, created_at) VALUES (?, ?, ?, ?)"
 TEXT = "the quick brown fox jumps over the lazy dog"
 
@@ -170,29 +177,69 @@ async def bench_aiosqlite_per_event(path: Path, seconds: float, warmup: float) -
     return Rate(n / (now - start), cpu / n)
 
 
-async def bench_eventlog(path: Path, seconds: float, warmup: float, producers: int, shared_runs: int) -> Rate:
-    """eventlog: ``producers`` asyncio tasks, each awaiting its own durable append in a loop."""
+Append = Callable[[str, int], Awaitable[object]]
+
+
+async def drive_producers(append: Append, seconds: float, warmup: float, producers: int, shared_runs: int) -> Rate:
+    """``producers`` asyncio tasks, each awaiting ``append(run_id, i)`` in a loop; rows per
+    second and process CPU per row over ``seconds`` after ``warmup``. One loop for every
+    contender that takes concurrent producers, so they differ only in ``append``."""
     runs = run_ids(producers, shared_runs)
-    async with EventLog.open(path) as log:
-        done = 0
-        stop = False
+    done = 0
+    stop = False
 
-        async def producer(run_id: str) -> None:
-            nonlocal done
-            i = 0
-            while not stop:
-                await log.append(run_id, "updates", payload(i))
-                done += 1
-                i += 1
+    async def producer(run_id: str) -> None:
+        nonlocal done
+        i = 0
+        while not stop:
+            await append(run_id, i)
+            done += 1
+            i += 1
 
-        tasks = [asyncio.create_task(producer(run_id)) for run_id in runs]
-        await asyncio.sleep(warmup)
-        n0, t0, c0 = done, time.perf_counter(), time.process_time()
-        await asyncio.sleep(seconds)
-        n1, t1, c1 = done, time.perf_counter(), time.process_time()
-        stop = True
-        await asyncio.gather(*tasks)
+    tasks = [asyncio.create_task(producer(run_id)) for run_id in runs]
+    await asyncio.sleep(warmup)
+    n0, t0, c0 = done, time.perf_counter(), time.process_time()
+    await asyncio.sleep(seconds)
+    n1, t1, c1 = done, time.perf_counter(), time.process_time()
+    stop = True
+    await asyncio.gather(*tasks)
     return Rate((n1 - n0) / (t1 - t0), (c1 - c0) / (n1 - n0))
+
+
+async def bench_eventlog(path: Path, seconds: float, warmup: float, producers: int, shared_runs: int) -> Rate:
+    """eventlog: each producer awaits its own durable append in a loop."""
+    async with EventLog.open(path) as log:
+        return await drive_producers(
+            lambda run_id, i: log.append(run_id, "updates", payload(i)), seconds, warmup, producers, shared_runs)
+
+
+async def bench_memory(seconds: float, warmup: float, producers: int, shared_runs: int) -> Rate:
+    """The in-memory bounded log (benchmarks/baselines/memory_bridge.py), nothing durable."""
+    bridge = MemoryStreamBridge()
+
+    async def append(run_id: str, i: int) -> None:
+        await bridge.publish(run_id, "updates", encode(payload(i)))
+        # publish never suspends: without this one producer would hold the loop forever.
+        await asyncio.sleep(0)
+
+    try:
+        return await drive_producers(append, seconds, warmup, producers, shared_runs)
+    finally:
+        await bridge.close()
+
+
+async def bench_redis(url: str, seconds: float, warmup: float, producers: int, shared_runs: int) -> Rate:
+    """Redis Streams: each producer awaits its own XADD (redis-py asyncio, no pipelining; the
+    client pool opens one connection per concurrent producer). CPU is this process' only, not
+    redis-server's."""
+    client = redis.asyncio.Redis.from_url(url, max_connections=producers + 8)
+    try:
+        await client.flushall()
+        return await drive_producers(
+            lambda run_id, i: client.xadd(run_id, {"event": "updates", "data": encode(payload(i))}),
+            seconds, warmup, producers, shared_runs)
+    finally:
+        await client.aclose()
 
 
 # --- in-process wake-up latency ----------------------------------------------------------------
@@ -398,6 +445,11 @@ def print_table(r: Results, args: argparse.Namespace) -> None:
     for n in args.producers:
         value = rate[f"eventlog@{n}"]
         row(f"  eventlog, {n} concurrent producer(s)", f"{value:,.0f}", detail(f"eventlog@{n}", f"; {value / base:.2f}x executemany"))
+    for n in args.producers:
+        row(f"  baseline: in-memory bounded log, {n} producer(s)", f"{rate[f'memory@{n}']:,.0f}", detail(f"memory@{n}"))
+        if f"redis@{n}" in rate:
+            row(f"  baseline: Redis XADD (AOF everysec), {n} producer(s)", f"{rate[f'redis@{n}']:,.0f}",
+                detail(f"redis@{n}", f"; eventlog/redis {rate[f'eventlog@{n}'] / rate[f'redis@{n}']:.2f}x"))
     if 100 in args.producers:
         ratio = rate["eventlog@100"] / base
         row("  target: eventlog@100 / executemany >= 0.5", f"{ratio:.2f}", verdict(ratio >= 0.5))
@@ -477,17 +529,24 @@ async def main(args: argparse.Namespace) -> Results:
                 files.new("executemany"), seconds, warmup, max(args.producers), args.shared_runs)),
             ("aiosqlite", lambda: bench_aiosqlite_per_event(files.new("aiosqlite"), seconds, warmup)),
         ]
-        for n in args.producers:
-            contenders.append((f"eventlog@{n}", partial(
-                lambda n: bench_eventlog(files.new(f"eventlog-{n}"), seconds, warmup, n, args.shared_runs), n)))
-        for round_ in range(args.rounds):
-            done = step(f"throughput round {round_ + 1}/{args.rounds}")
-            for key, measure in contenders:
-                outcome = measure()
-                if asyncio.iscoroutine(outcome):
-                    outcome = await outcome
-                r.rounds.setdefault(key, []).append(outcome)
-            done()
+        with contextlib.ExitStack() as stack:
+            url = stack.enter_context(redis_server()) if args.redis else None
+            for n in args.producers:
+                contenders.append((f"eventlog@{n}", partial(
+                    lambda n: bench_eventlog(files.new(f"eventlog-{n}"), seconds, warmup, n, args.shared_runs), n)))
+                contenders.append((f"memory@{n}", partial(
+                    lambda n: bench_memory(seconds, warmup, n, args.shared_runs), n)))
+                if url is not None:
+                    contenders.append((f"redis@{n}", partial(
+                        lambda n: bench_redis(url, seconds, warmup, n, args.shared_runs), n)))
+            for round_ in range(args.rounds):
+                done = step(f"throughput round {round_ + 1}/{args.rounds}")
+                for key, measure in contenders:
+                    outcome = measure()
+                    if asyncio.iscoroutine(outcome):
+                        outcome = await outcome
+                    r.rounds.setdefault(key, []).append(outcome)
+                done()
         r.rates = {key: median_rate(rounds) for key, rounds in r.rounds.items()}
 
         count = args.events
@@ -535,6 +594,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cross-events", type=int, default=1000, help="events for the cross-process figure")
     parser.add_argument("--interval", type=float, default=0.003, help="seconds between cross-process events")
     parser.add_argument("--idle", type=float, default=3.0, help="seconds of idle CPU measurement")
+    parser.add_argument("--redis", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure Redis Streams XADD too (starts redis-server on 127.0.0.1; default on)")
     parser.add_argument("--quick", action="store_true", help="short run, rough figures")
     args = parser.parse_args(argv)
     if args.quick:
@@ -546,5 +607,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     arguments = parse_args()
-    results = asyncio.run(main(arguments))
+    try:
+        results = asyncio.run(main(arguments))
+    except RedisMissing as exc:
+        sys.exit(f"append.py: {exc} (or run with --no-redis)")
     print_table(results, arguments)

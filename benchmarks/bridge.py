@@ -163,6 +163,24 @@ async def latency(factory: Factory, runs: int, events: int, interval: float) -> 
     return samples
 
 
+async def measure_throughput(bridges: Bridges, runs: int, events: int, trials: int) -> dict[str, tuple[float, float]]:
+    """Best of ``trials`` interleaved trials per bridge (so that a noisy neighbour hurts every
+    contender alike): {name: (events/s, CPU seconds per event)}."""
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in contenders(bridges)}
+    for _ in range(trials):
+        for name, factory in contenders(bridges):
+            results[name].append(await publish_throughput(factory, runs, events))
+    return {name: max(trials_) for name, trials_ in results.items()}
+
+
+def contenders(bridges: Bridges) -> tuple[tuple[str, Factory], ...]:
+    return (
+        ("in-memory", bridges.memory),
+        ("SQLite", bridges.sqlite),
+        ("SQLite durable-ack", bridges.sqlite_durable),
+    )
+
+
 def describe_disk(directory: str | None) -> str:
     path = Path(directory or tempfile.gettempdir()).resolve()
     try:
@@ -195,23 +213,13 @@ async def main() -> None:
     print(f"SQLite files in {describe_disk(args.dir)}; payload {PAYLOAD_BYTES} bytes of JSON; "
           f"load average {os.getloadavg()[0]:.2f} at start")
     bridges = Bridges(args.dir)
-    contenders = (
-        ("in-memory", bridges.memory),
-        ("SQLite", bridges.sqlite),
-        ("SQLite durable-ack", bridges.sqlite_durable),
-    )
     try:
         print(f"\npublish throughput: {args.runs} concurrent runs x {events} events, one publisher task "
               f"per run; best of {trials} trials, interleaved")
-        results: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in contenders}
-        for _ in range(trials):  # interleaved, so that a noisy neighbour hurts every contender alike
-            for name, factory in contenders:
-                results[name].append(await publish_throughput(factory, args.runs, events))
         rates: dict[str, float] = {}
-        for name, _ in contenders:
-            rates[name], cpu = max(results[name])
-            print(f"  {name:<{WIDTH}} {rates[name]:>10,.0f} events/s   {cpu * 1e6:5.1f} us CPU/event   (trials: "
-                  + ", ".join(f"{r:,.0f}" for r, _ in results[name]) + ")")
+        for name, (rate, cpu) in (await measure_throughput(bridges, args.runs, events, trials)).items():
+            rates[name] = rate
+            print(f"  {name:<{WIDTH}} {rate:>10,.0f} events/s   {cpu * 1e6:5.1f} us CPU/event")
         for name in rates:
             if name != "in-memory":
                 ratio = rates[name] / rates["in-memory"]
@@ -224,7 +232,7 @@ async def main() -> None:
             (f"idle: 1 run, one publish every {args.interval * 1000:.0f} ms", 1, 4 * latency_events),
         ):
             print(f"\npublish-to-subscriber latency, {label}")
-            for name, factory in contenders:
+            for name, factory in contenders(bridges):
                 samples = await latency(factory, runs, count, args.interval)
                 p50, p99 = percentile(samples, 50) * 1e3, percentile(samples, 99) * 1e3
                 print(f"  {name:<{WIDTH}} p50 {p50:7.3f} ms   p99 {p99:7.3f} ms   "

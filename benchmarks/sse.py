@@ -744,12 +744,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-async def driver(args: argparse.Namespace) -> None:
+def raise_limits(args: argparse.Namespace) -> None:
+    """The server holds one descriptor per stream, each subscriber process one per connection:
+    raise the soft limit before any child starts so that every child inherits it (uvicorn's
+    backlog is 2048)."""
+    limit = raise_nofile(max(args.subscribers + [args.idle_streams]) + 256)
+    if limit < max(args.subscribers) + 64:
+        sys.exit(f"open-file limit {limit} is too low for {max(args.subscribers)} streams (raise `ulimit -n`)")
+
+
+async def measure(args: argparse.Namespace) -> dict[str, ServerResult]:
+    """Every server in ``args.servers`` measured, one after the other (run it with ``run``:
+    the subscribers and the driver use uvloop)."""
+    raise_limits(args)
     results: dict[str, ServerResult] = {}
     with tempfile.TemporaryDirectory(prefix="eventlog-sse-bench-") as tmp:
         for kind in args.servers:
             results[kind] = await bench_server(kind, args, Path(tmp))
-    report(results, args)
+    return results
 
 
 def main() -> None:
@@ -760,12 +772,7 @@ def main() -> None:
     args = parse_args(sys.argv[1:])
     # SIGTERM unwinds like Ctrl-C, so the ``finally`` blocks stop the servers and subscribers.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    # The server holds one descriptor per stream, each subscriber process one per connection:
-    # raise the soft limit here so that every child inherits it (uvicorn's backlog is 2048).
-    limit = raise_nofile(max(args.subscribers + [args.idle_streams]) + 256)
-    if limit < max(args.subscribers) + 64:
-        sys.exit(f"open-file limit {limit} is too low for {max(args.subscribers)} streams (raise `ulimit -n`)")
-    run(driver(args))
+    report(run(measure(args)), args)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":
