@@ -316,9 +316,9 @@ def _apply(
         else:
             outcomes.append(plan)  # type: ignore[arg-type]
 
-    events_by_run: dict[str, list[Event]] = {}
+    events: list[Event] = []
     for event_id, (run_id, name, data_json, created_at) in zip(ids, batch.rows):
-        events_by_run.setdefault(run_id, []).append(Event(event_id, run_id, name, data_json, created_at))
+        events.append(Event(event_id, run_id, name, data_json, created_at))
         state = batch.states[run_id]
         assert state is not None
         state.last_id = event_id
@@ -330,7 +330,8 @@ def _apply(
             assert ended is not None and ended.end_id is not None
             outcomes[index] = RunEnded(outcome.run_id, outcome.reason, ended.end_id)
 
-    _save_runs(conn, batch)
+    touched = {run_id: state for run_id, state in batch.states.items() if state is not None and state.touched}
+    _save_runs(conn, touched)
     if batch.new_keys:
         conn.executemany(
             "INSERT INTO idempotency_keys (run_id, key, fingerprint, ids, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -340,28 +341,33 @@ def _apply(
         if plan == "created":
             outcomes[index] = _info(request.run_id, batch.states[request.run_id])  # type: ignore[arg-type]
 
-    committed = [
-        Committed(run_id, state.previous_last_id, tuple(events_by_run.get(run_id, ())))
-        for run_id, state in batch.states.items()
-        if state is not None and state.touched
-    ]
-    return outcomes, committed
+    return outcomes, _notices(touched, events)
 
 
-def _save_runs(conn: sqlite3.Connection, batch: _Batch) -> None:
+def _save_runs(conn: sqlite3.Connection, states: dict[str, _RunState], trimmed: dict[str, int] | None = None) -> None:
+    """Write the runs' rows as ``states`` hold them. ``trimmed_through`` is written for new runs
+    only (from ``trimmed``, an import's; else 0): retention alone moves it for a stored run."""
     rows = [
-        (run_id, s.created_at, s.metadata_json, s.event_count, s.total_bytes, s.last_id, s.end_id, s.end_reason, s.ended_at)
-        for run_id, s in batch.states.items()
-        if s is not None and s.touched
+        (run_id, s.created_at, s.metadata_json, s.event_count, s.total_bytes, s.last_id,
+         (trimmed or {}).get(run_id, 0), s.end_id, s.end_reason, s.ended_at)
+        for run_id, s in states.items()
     ]
     if rows:
         conn.executemany(
-            "INSERT INTO runs (run_id, created_at, metadata, event_count, total_bytes, last_id, end_id, end_reason, ended_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
+            "INSERT INTO runs (run_id, created_at, metadata, event_count, total_bytes, last_id, trimmed_through, end_id, end_reason, ended_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
             "event_count = excluded.event_count, total_bytes = excluded.total_bytes, last_id = excluded.last_id, "
             "end_id = excluded.end_id, end_reason = excluded.end_reason, ended_at = excluded.ended_at",
             rows,
         )
+
+
+def _notices(states: dict[str, _RunState], events: list[Event]) -> list[Committed]:
+    """What a transaction committed, per run it touched, for the notifier."""
+    by_run: dict[str, list[Event]] = {}
+    for event in events:
+        by_run.setdefault(event.run_id, []).append(event)
+    return [Committed(run_id, s.previous_last_id, tuple(by_run.get(run_id, ()))) for run_id, s in states.items()]
 
 
 def _info(run_id: str, state: _RunState) -> RunInfo:
@@ -432,20 +438,8 @@ def import_rows(conn: sqlite3.Connection, request: ImportRows) -> tuple[list[int
     if reserve > sequence(conn):
         if conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'events'", (reserve,)).rowcount == 0:
             conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (reserve,))
-    conn.executemany(
-        "INSERT INTO runs (run_id, created_at, metadata, event_count, total_bytes, last_id, trimmed_through, end_id, end_reason, ended_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
-        "event_count = excluded.event_count, total_bytes = excluded.total_bytes, last_id = excluded.last_id, "
-        "end_id = excluded.end_id, end_reason = excluded.end_reason, ended_at = excluded.ended_at",
-        [
-            (run_id, s.created_at, s.metadata_json, s.event_count, s.total_bytes, s.last_id, trimmed[run_id], s.end_id, s.end_reason, s.ended_at)
-            for run_id, s in states.items()
-        ],
-    )
-    by_run: dict[str, list[Event]] = {}
-    for row in rows:
-        by_run.setdefault(row.run_id, []).append(row)
-    return ids, [Committed(run_id, s.previous_last_id, tuple(by_run.get(run_id, ()))) for run_id, s in states.items()]
+    _save_runs(conn, states, trimmed)
+    return ids, _notices(states, rows)
 
 
 # --- retention ---------------------------------------------------------------------------------
