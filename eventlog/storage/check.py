@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eventlog.errors import NotAnEventLog
-from eventlog.storage.connection import is_corruption
-from eventlog.storage.migrations import check_identity, has_eventlog_header, load_migrations
+from eventlog.storage.connection import file_size, is_corruption, is_damaged_eventlog
+from eventlog.storage.migrations import check_identity, load_migrations
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,7 @@ def check_file(path: Path, *, quick: bool = False) -> FileReport:
     version and counts of the file at ``path``."""
     if not path.is_file():
         return FileReport(path, "missing: there is no file at this path")
-    sizes = {"file_bytes": path.stat().st_size, "wal_bytes": _size(Path(f"{path}-wal"))}
+    sizes = {"file_bytes": file_size(path), "wal_bytes": file_size(Path(f"{path}-wal"))}
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
@@ -48,7 +48,7 @@ def check_file(path: Path, *, quick: bool = False) -> FileReport:
             version = conn.execute("PRAGMA user_version").fetchone()[0]  # reads the header
             check_identity(conn)
         except (sqlite3.DatabaseError, NotAnEventLog) as exc:
-            if isinstance(exc, sqlite3.DatabaseError) and is_corruption(exc) and has_eventlog_header(path):
+            if isinstance(exc, sqlite3.DatabaseError) and is_damaged_eventlog(path, exc):
                 return FileReport(path, f"corrupt: {exc}", integrity=str(exc), **sizes)
             return FileReport(path, f"not an eventlog: {exc}", **sizes)
         latest = load_migrations()[-1].version
@@ -71,10 +71,3 @@ def check_file(path: Path, *, quick: bool = False) -> FileReport:
         return FileReport(path, None, integrity="ok", runs=runs, events=events, **facts)
     finally:
         conn.close()
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0

@@ -68,7 +68,7 @@ def _refusal(path: Path, exc: sqlite3.Error, writer: bool) -> EventLogError:
             f"cannot write {path} or the files beside it ({exc}): the filesystem or directory is "
             "read-only, or this user lacks the permission"
         )
-    if is_corruption(exc) and has_eventlog_header(path):
+    if is_damaged_eventlog(path, exc):
         return DatabaseCorrupt(f"the eventlog database {path} is corrupt ({exc}): run `eventlog check {path}`")
     return NotAnEventLog(f"{path} is not a usable eventlog database: {exc}")
 
@@ -94,6 +94,20 @@ def is_corruption(exc: sqlite3.Error) -> bool:
     """True when SQLite found the file damaged (a malformed page, or a header that is no longer
     a database's): retrying cannot help, and writing more would spread the damage."""
     return _code(exc) in _CORRUPT
+
+
+def is_damaged_eventlog(path: Path, exc: sqlite3.Error) -> bool:
+    """True when SQLite could not read ``path`` because it is damaged, though its header still
+    says eventlog (a truncated copy, say): a corrupt log, not some other program's file."""
+    return is_corruption(exc) and has_eventlog_header(path)
+
+
+def file_size(path: Path) -> int:
+    """Bytes of the file at ``path``; 0 when there is none (a WAL that was never created)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 WAL_SIZE_LIMIT = 4 * 1024 * 1024

@@ -49,7 +49,7 @@ from eventlog.storage.base import (
 )
 from eventlog.storage.change_feed import ChangeFeed, LocalCommits
 from eventlog.storage.checkpoint import FALLBACK_PAGES, Checkpointer
-from eventlog.storage.connection import WAL_SIZE_LIMIT, connect, is_busy, truncate_wal
+from eventlog.storage.connection import WAL_SIZE_LIMIT, connect, file_size, is_busy, truncate_wal
 from eventlog.storage.globs import sqlite_glob
 from eventlog.storage.migrations import migrate
 from eventlog.storage.writer import GroupCommit, WriterThread
@@ -82,13 +82,6 @@ def _any_glob(count: int) -> str:
         return "run_id GLOB ?"
     half = count // 2
     return f"({_any_glob(half)} OR {_any_glob(count - half)})"
-
-
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
 
 
 def _run_info(row: tuple[Any, ...]) -> RunInfo:
@@ -205,6 +198,15 @@ class SQLiteStorage:
             "refused; run `eventlog check %s`, then restore the file from a backup or recover it",
             self.path, error.__cause__ or error, self.path,
         )
+
+    def _guarded(self, body: Callable[[], T]) -> T:
+        """Run ``body`` (on any thread) unless the file is known to be damaged, its SQLite
+        failure raised as the typed error (which notes a damaged file)."""
+        self._check_intact()
+        try:
+            return body()
+        except sqlite3.Error as exc:
+            raise self._typed(exc) from exc
 
     def _before_write(self, conn: sqlite3.Connection) -> None:
         """On the writer thread: refuse to write to a damaged file; on a tight disk, give the
@@ -332,8 +334,8 @@ class SQLiteStorage:
 
     def _snapshot(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``body`` in one read transaction: every query in it sees the same snapshot."""
-        self._check_intact()
-        try:
+
+        def read() -> T:
             conn = self._reader()
             conn.execute("BEGIN")
             try:
@@ -341,8 +343,8 @@ class SQLiteStorage:
             finally:
                 if conn.in_transaction:
                     conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._typed(exc) from exc
+
+        return self._guarded(read)
 
     async def _read(self, body: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._readers, self._snapshot, body)
@@ -435,14 +437,7 @@ class SQLiteStorage:
         conn: sqlite3.Connection | None = None
 
         async def call(body: Callable[[], T]) -> T:
-            def guarded() -> T:
-                self._check_intact()
-                try:
-                    return body()
-                except sqlite3.Error as exc:
-                    raise self._typed(exc) from exc
-
-            return await loop.run_in_executor(thread, guarded)
+            return await loop.run_in_executor(thread, self._guarded, body)
 
         def begin() -> Dump:
             nonlocal conn
@@ -497,15 +492,8 @@ class SQLiteStorage:
     async def _maintain(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``body`` on the writer thread outside any transaction (checkpoint, VACUUM)."""
 
-        def job(conn: sqlite3.Connection) -> T:
-            self._check_intact()
-            try:
-                return body(conn)
-            except sqlite3.Error as exc:
-                raise self._typed(exc) from exc
-
         self._check_intact()
-        return await self._writer.call(job)
+        return await self._writer.call(lambda conn: self._guarded(lambda: body(conn)))
 
     def _truncate_wal(self, conn: sqlite3.Connection) -> None:
         if not truncate_wal(conn, patience=self._lock_timeout):
@@ -518,9 +506,9 @@ class SQLiteStorage:
         wal = Path(f"{self.path}-wal")
 
         def body(conn: sqlite3.Connection) -> Resized:
-            before = _file_size(wal)
+            before = file_size(wal)
             self._truncate_wal(conn)
-            return Resized(before, _file_size(wal))
+            return Resized(before, file_size(wal))
 
         return await self._maintain(body)
 
@@ -529,10 +517,10 @@ class SQLiteStorage:
         shrinks the file (and gives the WAL's space back)."""
 
         def body(conn: sqlite3.Connection) -> Resized:
-            before = _file_size(self.path)
+            before = file_size(self.path)
             conn.execute("VACUUM")
             self._truncate_wal(conn)
-            return Resized(before, _file_size(self.path))
+            return Resized(before, file_size(self.path))
 
         return await self._maintain(body)
 
