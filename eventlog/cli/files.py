@@ -18,7 +18,7 @@ from typing import Annotated, Optional
 import typer
 
 from eventlog.cli.app import app, fail
-from eventlog.cli.local import check_path, open_file
+from eventlog.cli.local import check_path, on_file, open_file
 
 DbOption = Annotated[Path, typer.Option("--db", envvar="EVENTLOG_DB", help="The eventlog file.")]
 DEFAULT_DB = Path("data/eventlog.db")
@@ -158,14 +158,10 @@ def trim(
         ended_ttl=None if ended_ttl is None else parse_duration(ended_ttl),
     )
 
-    async def body() -> None:
-        async with open_file(db) as log:
-            report = await log.apply_retention(policy=policy)
-        typer.echo(f"trimmed {report.trimmed_events} events")
-        typer.echo(f"deleted {len(report.expired_runs)} ended runs ({report.expired_events} events)"
-                   + "".join(f"\n  {run_id}" for run_id in report.expired_runs))
-
-    asyncio.run(body())
+    report = on_file(db, lambda log: log.apply_retention(policy=policy))
+    typer.echo(f"trimmed {report.trimmed_events} events")
+    typer.echo(f"deleted {len(report.expired_runs)} ended runs ({report.expired_events} events)"
+               + "".join(f"\n  {run_id}" for run_id in report.expired_runs))
 
 
 @app.command()
@@ -175,12 +171,8 @@ def migrate(db: DbOption = DEFAULT_DB) -> None:
     Servers do it too when they open the file; a file of another program or of a newer eventlog
     is refused, unchanged."""
 
-    async def body() -> None:
-        async with open_file(db) as log:
-            found, now = await log.schema_versions()
-        typer.echo(f"schema version {now}: already up to date" if found == now else f"schema version {found} -> {now}")
-
-    asyncio.run(body())
+    found, now = on_file(db, lambda log: log.schema_versions())
+    typer.echo(f"schema version {now}: already up to date" if found == now else f"schema version {found} -> {now}")
 
 
 @app.command()
@@ -189,12 +181,8 @@ def checkpoint(db: DbOption = DEFAULT_DB) -> None:
 
     Safe while servers use the file; a reader that stays in the way makes it fail, harmlessly."""
 
-    async def body() -> None:
-        async with open_file(db) as log:
-            wal = await log.checkpoint()
-        typer.echo(f"wal size: {wal.before} -> {wal.after} bytes")
-
-    asyncio.run(body())
+    wal = on_file(db, lambda log: log.checkpoint())
+    typer.echo(f"wal size: {wal.before} -> {wal.after} bytes")
 
 
 @app.command()
@@ -204,9 +192,5 @@ def vacuum(db: DbOption = DEFAULT_DB) -> None:
     Gives back the space of trimmed and deleted runs. Needs free disk space for a copy of the
     file; writers wait meanwhile."""
 
-    async def body() -> None:
-        async with open_file(db) as log:
-            size = await log.vacuum()
-        typer.echo(f"file size: {size.before} -> {size.after} bytes")
-
-    asyncio.run(body())
+    size = on_file(db, lambda log: log.vacuum())
+    typer.echo(f"file size: {size.before} -> {size.after} bytes")

@@ -3,17 +3,20 @@ without background retention, so a command changes only what it says it changes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from eventlog.cli.app import fail
 
 if TYPE_CHECKING:
     from eventlog import EventLog
+
+T = TypeVar("T")
 
 
 def check_path(db: Path, *, create: bool) -> None:
@@ -48,3 +51,14 @@ async def open_file(db: Path, *, create: bool = False) -> AsyncIterator[EventLog
             yield log
     finally:
         logging.getLogger("eventlog").removeHandler(quiet)
+
+
+def on_file(db: Path, use: Callable[[EventLog], Awaitable[T]]) -> T:
+    """Run ``use`` on the existing log at ``db`` (see ``open_file``) and return what it returns:
+    the whole of a command that does one thing to a file."""
+
+    async def run() -> T:
+        async with open_file(db) as log:
+            return await use(log)
+
+    return asyncio.run(run())
