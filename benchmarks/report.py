@@ -168,7 +168,7 @@ def environment(m: Measured) -> list[tuple[str, str]]:
         ("eventlog", f"{version_of('eventlog')} (commit {git_commit()})"),
         ("redis-server", redis_server.version()),
         ("redis-py", version_of("redis")),
-        ("aiosqlite / uvicorn / sse-starlette", f"{version_of('aiosqlite')} / {version_of('uvicorn')} / {version_of('sse-starlette')}"),
+        ("aiosqlite / uvicorn / starlette", f"{version_of('aiosqlite')} / {version_of('uvicorn')} / {version_of('starlette')}"),
     ]
 
 
