@@ -1,11 +1,13 @@
 """The SSE response of one stream: it replays on its own, then joins its run's broadcast.
 
 An ASGI response of its own rather than sse-starlette's, which starts a task group of several
-tasks per stream and sends every chunk through them. Here the request's own task does all the
-work a stream needs: it sends the headers and the ``retry:`` hint, replays from the cursor (from
-the file, at the client's pace), joins the run's broadcast at the live edge (``broadcast.py``),
-and then waits for the client to go away. Live chunks are written by the broadcast, heartbeats
-included; the response ends with the run's end, an error frame, or the server's shutdown.
+tasks per stream and sends every chunk through them. Here the request's own task sends the
+headers and the ``retry:`` hint and then only listens for the client to go away. A catch-up
+task replays from the cursor (from the file, at the client's pace) and ends when the stream
+joins its run's broadcast at the live edge (``broadcast.py``), which writes the live chunks,
+heartbeats included. So a stream at the live edge holds no task of its own, and a client that
+leaves mid-replay stops its replay at once. The response ends with the run's end, an error
+frame, or the server's shutdown.
 """
 
 from __future__ import annotations
@@ -79,8 +81,8 @@ class Stream:
         self._headers = [(k.lower().encode(), v.encode()) for k, v in {**HEADERS, **(headers or {})}.items()]
         self._send: Send | None = None
         self._broadcast: RunBroadcast | None = None
-        self._slow: asyncio.Task[None] | None = None
-        """Finishes a send the client was too slow for, then catches up (see ``_write``)."""
+        self._catching_up: asyncio.Task[None] | None = None
+        """Replays from the file until the stream can join the broadcast (none at the live edge)."""
         self.done = False
         """The response is complete (or the client has gone): nothing more is written."""
 
@@ -91,7 +93,7 @@ class Stream:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self._headers})
             await send(_body(retry_frame(self._retry_ms)))
-            await self._catch_up()
+            self._start_catching_up()
             # uvicorn answers a pending receive with http.disconnect also once the response is
             # complete, so this returns when the client goes away or the stream has ended.
             while not self.done and (await receive())["type"] != "http.disconnect":
@@ -99,11 +101,30 @@ class Stream:
         finally:
             self.done = True
             self._leave()
-            if self._slow is not None:
-                self._slow.cancel()
+            if self._catching_up is not None:
+                self._catching_up.cancel()
             self._counter.active -= 1
 
-    async def _catch_up(self) -> None:
+    def _start_catching_up(self, send: Coroutine[Any, Any, None] | None = None, waiting: object = None) -> None:
+        """Replay in a task of this stream, after finishing ``send`` if given (a send that
+        suspended having yielded ``waiting``, see ``_write``)."""
+        self._leave()
+        self._catching_up = asyncio.get_running_loop().create_task(self._catch_up(send, waiting))
+
+    async def _catch_up(self, send: Coroutine[Any, Any, None] | None, waiting: object) -> None:
+        try:
+            if send is not None:
+                await finish_suspended(send, waiting)
+            await self._replay()
+        except Exception:  # the client gets no more frames: end the response, it reconnects
+            logger.exception("a stream of run %s failed", self.run_id)
+            with contextlib.suppress(Exception):
+                self.close()
+        finally:
+            if self._catching_up is asyncio.current_task():
+                self._catching_up = None
+
+    async def _replay(self) -> None:
         """Send what was committed after the cursor, at the client's pace, until the stream can
         join the run's broadcast, or it ends."""
         while not self.done:
@@ -166,8 +187,8 @@ class Stream:
 
     def _write(self, chunk: bytes, final: bool) -> None:
         """Send without waiting. uvicorn's send returns at once unless the connection's write
-        buffer is full; then the stream leaves the broadcast, and a task of its own finishes
-        that send and catches up from the file."""
+        buffer is full; then the stream leaves the broadcast, and its catch-up task finishes
+        that send and replays from the file."""
         if final:
             self.done = True
             self._leave()
@@ -176,16 +197,7 @@ class Stream:
             waiting = coroutine.send(None)
         except StopIteration:
             return
-        self._leave()
-        self._slow = asyncio.get_running_loop().create_task(self._resume(coroutine, waiting, final))
-
-    async def _resume(self, send: Coroutine[Any, Any, None], waiting: object, final: bool) -> None:
-        try:
-            await finish_suspended(send, waiting)
-            if not final:
-                await self._catch_up()
-        except Exception:
-            logger.exception("a stream of run %s failed", self.run_id)
+        self._start_catching_up(coroutine, waiting)  # after a final chunk there is nothing to replay
 
     async def _finish(self, chunk: bytes) -> None:
         self.done = True
