@@ -17,7 +17,8 @@ import pytest
 
 from eventlog import EventLog
 from eventlog.http.broadcast import Broadcasts, Live
-from eventlog.http.stream import finish_suspended
+from eventlog.http.sse import StreamCounter
+from eventlog.http.stream import Stream, finish_suspended
 from tests.http.server import ServerProcess
 from tests.http.sse_client import consume
 
@@ -236,3 +237,41 @@ async def test_finish_suspended_runs_a_coroutine_on_in_another_task() -> None:
     with pytest.raises(asyncio.CancelledError):
         await finisher
     assert coroutine.cr_frame is None  # the coroutine was cancelled too, not left suspended
+
+
+async def test_a_broadcast_that_fails_closes_its_members(log: EventLog, caplog: pytest.LogCaptureFixture) -> None:
+    """Its subscription refuses the run (an invalid id, which a route would have answered with
+    422): the failure is logged and every member is closed, so its client reconnects."""
+    broadcasts = Broadcasts(log, heartbeat=30)
+    members = [Recorder("bad\nid", 0) for _ in range(2)]
+    for member in members:
+        broadcasts.join(member)
+    await wait_for(lambda: all(member.closed for member in members))
+    assert "the broadcast of run bad" in caplog.text and "invalid" in caplog.text.lower()
+    assert broadcasts.runs == 0
+
+
+async def test_a_stream_whose_replay_fails_is_ended(log: EventLog, caplog: pytest.LogCaptureFixture) -> None:
+    """The catch-up task fails (here its connection's send raises mid-replay): logged, and the
+    response is ended rather than left open with no more frames."""
+    for i in range(3):
+        await log.append("r", "updates", i)
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        if message.get("body", b"").startswith(b"id:"):
+            raise ConnectionError("the connection broke")
+        sent.append(message)
+
+    async def receive() -> dict:
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    stream = Stream(log, Broadcasts(log, heartbeat=30), "r", after=None, retry_ms=1000, on_gap="continue", counter=StreamCounter())
+    request = asyncio.create_task(stream({"type": "http"}, receive, send))  # type: ignore[arg-type]
+    await wait_for(lambda: stream.done)
+    assert "a stream of run r failed" in caplog.text and "the connection broke" in caplog.text
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
