@@ -138,6 +138,8 @@ class Stream:
                             return
                         if chunk:
                             await self._send(_body(chunk))  # type: ignore[misc]
+                        if self._broadcasts.closed:  # shutting down: the join below ends the stream
+                            break
             except StorageError as exc:  # e.g. the file turned out corrupt: say so, do not cut the stream
                 await self._finish(error_frame(exc))
                 return

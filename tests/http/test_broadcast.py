@@ -275,3 +275,33 @@ async def test_a_stream_whose_replay_fails_is_ended(log: EventLog, caplog: pytes
     request.cancel()
     with pytest.raises(asyncio.CancelledError):
         await request
+
+
+async def test_a_replay_under_way_ends_when_the_server_shuts_down(log: EventLog) -> None:
+    """Mid-replay (its client reading slowly), the server is told to stop: the stream ends
+    after the chunk in flight instead of replaying the rest of the run first."""
+    await log.append_many("r", [("updates", i) for i in range(3000)])  # several pages
+    sent: list[dict] = []
+    reading = asyncio.Event()
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+        if message.get("body", b"").startswith(b"id:"):
+            await reading.wait()  # a client that has stopped reading for now
+
+    async def receive() -> dict:
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    broadcasts = Broadcasts(log, heartbeat=30)
+    stream = Stream(log, broadcasts, "r", after=None, retry_ms=1000, on_gap="continue", counter=StreamCounter())
+    request = asyncio.create_task(stream({"type": "http"}, receive, send))  # type: ignore[arg-type]
+    await wait_for(lambda: len(sent) == 3)  # the head, the retry hint, the first page
+    broadcasts.close()
+    reading.set()
+    await wait_for(lambda: stream.done)
+    assert len(sent) == 4 and sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert stream.cursor is not None and stream.cursor < (await log.run("r")).last_id  # type: ignore[union-attr]
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
