@@ -86,6 +86,8 @@ class Measured:
     resume: list[resume.ResumeResult]
     sse: dict[str, sse.ServerResult]
     sse_args: argparse.Namespace
+    sse_workers: sse.ServerResult
+    """eventlog served with ``--workers 2`` (latency only: the same subscriber counts)."""
     bridge: dict[str, tuple[float, float]]
     seconds: dict[str, float] = field(default_factory=dict)
     load: tuple[float, float] = (0.0, 0.0)
@@ -115,8 +117,10 @@ def measure_all(p: Plan) -> Measured:
     appended = timed("append throughput and wake-up", seconds, lambda: asyncio.run(append.main(append_args)))
     resumed = timed("resume latency", seconds, lambda: asyncio.run(resume.measure(p.resume_sizes)))
     streamed = timed("SSE fan-out and memory", seconds, lambda: sse.run(sse.measure(sse_args)))
+    workers_args = sse.parse_args([*p.sse_argv, "--servers", "eventlog", "--eventlog-workers", "2", "--idle-streams", "0"])
+    workers = timed("SSE fan-out, 2 workers", seconds, lambda: sse.run(sse.measure(workers_args)))["eventlog"]
     bridged = timed("bridge publish", seconds, lambda: asyncio.run(bridge_throughput(p.bridge_events, p.bridge_trials)))
-    return Measured(appended, append_args, resumed, streamed, sse_args, bridged, seconds, (load0, os.getloadavg()[0]))
+    return Measured(appended, append_args, resumed, streamed, sse_args, workers, bridged, seconds, (load0, os.getloadavg()[0]))
 
 
 # --- machine and versions ----------------------------------------------------------------------
@@ -168,7 +172,7 @@ def environment(m: Measured) -> list[tuple[str, str]]:
         ("eventlog", f"{version_of('eventlog')} (commit {git_commit()})"),
         ("redis-server", redis_server.version()),
         ("redis-py", version_of("redis")),
-        ("aiosqlite / uvicorn / sse-starlette", f"{version_of('aiosqlite')} / {version_of('uvicorn')} / {version_of('sse-starlette')}"),
+        ("aiosqlite / uvicorn / starlette", f"{version_of('aiosqlite')} / {version_of('uvicorn')} / {version_of('starlette')}"),
     ]
 
 
@@ -305,13 +309,18 @@ def plot_resume(m: Measured, out: Path) -> str:
 
 def plot_sse(m: Measured, out: Path) -> str:
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for kind, label, color in (("eventlog", "eventlog", "C0"), ("baseline", "in-memory broadcast", "grey")):
-        configs = m.sse[kind].configs
+    series = (
+        (m.sse["eventlog"], "eventlog", "C0"),
+        (m.sse_workers, "eventlog --workers 2", "C1"),
+        (m.sse["baseline"], "in-memory broadcast", "grey"),
+    )
+    for result, label, color in series:
+        configs = result.configs
         ns = sorted(configs)
         ax.plot(ns, [configs[n].p50 * 1e3 for n in ns], "o-", color=color, label=f"{label} p50")
         ax.plot(ns, [configs[n].p99 * 1e3 for n in ns], "o--", color=color, label=f"{label} p99")
     ax.set(xscale="log", yscale="log", xlabel="subscribers", ylabel="ms (POST start -> event received)",
-           title=f"SSE end-to-end latency, {m.sse_args.rate:.0f} events/s, one worker")
+           title=f"SSE end-to-end latency, {m.sse_args.rate:.0f} events/s")
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     return save(fig, out, "sse_latency.png")
@@ -393,16 +402,21 @@ def render(m: Measured, p: Plan, out: Path) -> str:
 
     add("\n## End-to-end SSE latency vs subscribers\n\n")
     add(f"One run, {m.sse_args.rate:.0f} events/s POSTed for {m.sse_args.seconds:g} s per configuration; latency from the "
-        "start of the POST to the event in a subscriber's hands; eventlog served with one worker, next to "
-        "benchmarks/baselines/memory_broadcast.py (same endpoints and wire format, in memory).\n\n")
+        "start of the POST to the event in a subscriber's hands; eventlog served with one worker and with "
+        "`--workers 2` (streams spread over two processes, each reading the other's commits back from the file), next "
+        "to benchmarks/baselines/memory_broadcast.py (same endpoints and wire format, in memory, one process). The "
+        "targets above are the one-worker figures.\n\n")
     add(f"![sse latency]({plot_sse(m, out)})\n\n")
     rows = []
     for n in m.sse_args.subscribers:
-        e, b = m.sse["eventlog"].configs[n], m.sse["baseline"].configs[n]
-        rows.append([f"{n:,}", f"{e.p50 * 1e3:.1f} / {e.p99 * 1e3:.1f}", f"{b.p50 * 1e3:.1f} / {b.p99 * 1e3:.1f}",
-                     f"{e.p99 / b.p99:.2f}x", f"{e.us_per_chunk:,.0f} / {b.us_per_chunk:,.0f}", f"{e.delivered} / {b.delivered}"])
-    add(table(["subscribers", "eventlog p50 / p99 ms", "baseline p50 / p99 ms", "p99 ratio", "server us CPU/chunk (eventlog / baseline)",
-               "delivered (eventlog / baseline)"], rows))
+        e, w, b = m.sse["eventlog"].configs[n], m.sse_workers.configs[n], m.sse["baseline"].configs[n]
+        rows.append([f"{n:,}", f"{e.p50 * 1e3:.1f} / {e.p99 * 1e3:.1f}", f"{w.p50 * 1e3:.1f} / {w.p99 * 1e3:.1f}",
+                     f"{b.p50 * 1e3:.1f} / {b.p99 * 1e3:.1f}", f"{e.p99 / b.p99:.2f}x / {w.p99 / b.p99:.2f}x",
+                     f"{e.us_per_chunk:,.0f} / {w.us_per_chunk:,.0f} / {b.us_per_chunk:,.0f}",
+                     f"{e.delivered} / {w.delivered} / {b.delivered}"])
+    add(table(["subscribers", "eventlog p50 / p99 ms", "2 workers p50 / p99 ms", "baseline p50 / p99 ms",
+               "p99 ratio (1 / 2 workers)", "server us CPU/chunk (1 / 2 workers / baseline)",
+               "delivered (1 / 2 workers / baseline)"], rows))
 
     add("\n## Memory per idle stream and server RSS\n\n")
     add(f"Server VmRSS delta after opening {m.sse_args.idle_streams} streams that receive nothing, divided by their number; "

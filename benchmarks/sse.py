@@ -79,7 +79,7 @@ TARGET_P99 = 0.050  # seconds, from issue 3
 def new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
-    except ImportError:  # pragma: no cover - uvloop is installed with uvicorn[standard]
+    except ImportError:  # pragma: no cover - uvloop comes with the server extra
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
 

@@ -7,6 +7,7 @@ import ipaddress
 import os
 import re
 import socket
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -36,8 +37,6 @@ def serve(
     insecure: Annotated[bool, typer.Option("--insecure", help="Serve a non-loopback address without any key. [env: EVENTLOG_INSECURE]")] = False,
 ) -> None:
     """Serve the HTTP API and SSE streams. Keys come from EVENTLOG_API_KEY / EVENTLOG_JWT_SECRET."""
-    import uvicorn
-
     from eventlog.http.settings import Settings
 
     flags = {"db": db, "host": host, "port": port, "workers": workers, "cors_origins": cors_origin,
@@ -52,14 +51,16 @@ def serve(
     asyncio.run(probe_file(settings.db))
     check_port(settings.host, settings.port)
     os.environ.update(settings.to_env())  # every worker process builds the same settings
-    uvicorn.run(
-        "eventlog.http.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        timeout_graceful_shutdown=5,
-    )
+    # The server replaces this process (same pid, so signals still reach it): the command
+    # line's own modules would otherwise stay in the server's memory for its whole life.
+    # No WebSocket routes, so no WebSocket library loaded either.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [
+        sys.executable, "-m", "uvicorn", "eventlog.http.app:create_app", "--factory",
+        "--host", settings.host, "--port", str(settings.port), "--workers", str(settings.workers),
+        "--ws", "none", "--timeout-graceful-shutdown", "5",
+    ])
 
 
 async def probe_file(db: Path) -> None:

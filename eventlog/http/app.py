@@ -17,8 +17,10 @@ from starlette.middleware.cors import CORSMiddleware
 from eventlog import EventLog
 from eventlog.http import langgraph, metrics, openapi, routes, ui
 from eventlog.http.auth import Authenticator, install_log_redaction, load_key
+from eventlog.http.broadcast import Broadcasts
 from eventlog.http.errors import EXCEPTION_HANDLERS
 from eventlog.http.settings import Settings
+from eventlog.http.shutdown import on_exit_signal
 from eventlog.http.sse import StreamCounter
 
 
@@ -36,7 +38,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             lock_timeout=settings.lock_timeout,
         ) as log:
             app.state.log = log
-            yield
+            app.state.broadcasts = Broadcasts(log, settings.heartbeat)
+            with on_exit_signal(app.state.broadcasts.close):
+                yield
+            app.state.broadcasts.close()
 
     middleware = []
     if settings.cors_origins:

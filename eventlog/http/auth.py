@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-import jwt
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -85,15 +84,7 @@ class Authenticator:
             return FULL_ACCESS
         if self.jwt_key is None or credential.count(".") != 2:
             raise _unauthorized("invalid API key")
-        try:
-            claims = jwt.decode(
-                credential, self.jwt_key, algorithms=list(self.jwt_algorithms), options={"require": ["exp"]}
-            )
-        except jwt.ExpiredSignatureError:
-            raise _unauthorized("the token has expired") from None
-        except jwt.PyJWTError as exc:
-            raise _unauthorized(f"invalid token: {exc}") from None
-        grant = claims.get(CLAIM)
+        grant = _verified_claims(credential, self.jwt_key, self.jwt_algorithms).get(CLAIM)
         globs = grant.get("subscribe") if isinstance(grant, dict) else None
         if not isinstance(globs, list) or not all(isinstance(g, str) for g in globs):
             raise _unauthorized(f'invalid token: no "{CLAIM}.subscribe" list of run ids or globs')
@@ -105,6 +96,20 @@ class Authenticator:
         for key in self.api_keys:
             matched |= hmac.compare_digest(credential.encode(), key.encode())
         return matched
+
+
+def _verified_claims(token: str, key: str, algorithms: Sequence[str]) -> dict[str, object]:
+    """The claims of a token whose signature and expiry check out. PyJWT is imported here, at
+    the first token: it loads ``cryptography`` (some 10 MB of a server's memory), which a server
+    without reader tokens never needs."""
+    import jwt
+
+    try:
+        return jwt.decode(token, key, algorithms=list(algorithms), options={"require": ["exp"]})
+    except jwt.ExpiredSignatureError:
+        raise _unauthorized("the token has expired") from None
+    except jwt.PyJWTError as exc:
+        raise _unauthorized(f"invalid token: {exc}") from None
 
 
 def _credential(request: Request) -> str | None:
@@ -147,6 +152,8 @@ def mint_token(secret: str, run_globs: Sequence[str], ttl: float, algorithm: str
     """A reader token for ``run_globs``, valid for ``ttl`` seconds."""
     now = int(time.time())
     claims = {CLAIM: {"subscribe": list(run_globs)}, "iat": now, "exp": now + int(ttl)}
+    import jwt
+
     return jwt.encode(claims, secret, algorithm=algorithm)
 
 

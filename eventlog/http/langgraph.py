@@ -20,7 +20,7 @@ from eventlog.http.openapi import ApiRoute, Operation, Param, Reply
 from eventlog.http.params import CURSOR_PARAMS, gap_policy, resume_cursor
 from eventlog.http.routes import READ_ERRORS, RUN_ID, STREAM_REPLY, path_run
 from eventlog.http.schemas import ThreadRunStatus, reply
-from eventlog.http.sse import stream_response
+from eventlog.http.stream import Stream, stream_response
 
 _ERROR_REASONS = {"error", "failed", "failure", "timeout"}
 _INTERRUPTED_REASONS = {"interrupted", "interrupt", "cancelled", "canceled", "abandoned"}
@@ -68,12 +68,7 @@ async def join_stream(request: Request) -> Response:
     # cancel_on_disconnect is accepted and ignored: eventlog does not own the producer.
     keep = mode_filter(request.query_params.getlist("stream_mode"))
     location = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    settings = request.app.state.settings
-    return stream_response(
-        request.app.state.log, info.run_id, after=after, heartbeat=settings.heartbeat,
-        retry_ms=settings.retry_ms, on_gap=on_gap, counter=request.app.state.streams,
-        keep=keep, headers={"Location": location},
-    )
+    return stream_response(request, info, after=after, on_gap=on_gap, keep=keep, headers={"Location": location})
 
 
 THREAD_ID = Param("thread_id", "path", {"type": "string", "minLength": 1})

@@ -25,7 +25,7 @@ from eventlog.http.schemas import (
     reply,
 )
 from eventlog.http.settings import Settings
-from eventlog.http.sse import stream_response
+from eventlog.http.stream import Stream, stream_response
 
 RUN_ID = Param("run_id", "path", RUN_ID_SCHEMA)
 LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100})
@@ -117,14 +117,9 @@ async def read_events(request: Request) -> Response:
     return reply(page)
 
 
-async def stream_run(request: Request) -> Response:
-    settings = _settings(request)
+async def stream_run(request: Request) -> Stream:
     after, on_gap = resume_cursor(request), gap_policy(request)
-    info = await path_run(request)
-    return stream_response(
-        _log(request), info.run_id, after=after, heartbeat=settings.heartbeat, retry_ms=settings.retry_ms,
-        on_gap=on_gap, counter=request.app.state.streams,
-    )
+    return stream_response(request, await path_run(request), after=after, on_gap=on_gap)
 
 
 routes = [

@@ -1,23 +1,17 @@
-"""Server-Sent Events: frames for log items, and the streaming response for a subscription.
+"""Server-Sent Events frames for log items.
 
-The transport is sse-starlette's ``EventSourceResponse`` (client-disconnect detection, and it
-closes open streams when uvicorn begins to shut down, so clients reconnect elsewhere). Frames are
-encoded here, once per event: an event's JSON is stored compact, so it goes out as it is.
+Frames are encoded here, once per event: an event's JSON is stored compact, so it goes out as
+it is. The response that writes them is ``stream.py``; the live edge is ``broadcast.py``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Literal
 
-from sse_starlette import EventSourceResponse
-from starlette.types import Message, Send
+from eventlog import HEARTBEAT, End, Event, Gap, StorageError
 
-from eventlog import HEARTBEAT, End, Event, EventLog, Gap, StorageError
-
-HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 HEARTBEAT_FRAME = b": heartbeat\n\n"
 
 
@@ -48,18 +42,14 @@ def gap_frame(gap: Gap) -> bytes:
     return f"event: gap\ndata: {_compact(data)}\n\n".encode()
 
 
-class _EventSourceResponse(EventSourceResponse):
-    """sse-starlette's response without the per-chunk cancel scope of a send timeout that these
-    streams never set. ``_send_with_timeout`` enters an anyio ``move_on_after(None)`` for every
-    chunk: with a thousand subscribers at the live edge that is a thousand cancel scopes per
-    event, a measurable share of the fan-out (benchmarks/sse.py). Should sse-starlette rename
-    the method, this override simply stops applying."""
+def error_frame(error: StorageError) -> bytes:
+    """The last frame of a stream whose storage failed (a corrupt file, say): the client learns
+    why the stream ends instead of seeing it cut."""
+    return f"event: error\ndata: {_compact({'code': error.code, 'message': str(error)})}\n\n".encode()
 
-    async def _send_with_timeout(self, send: Send, message: Message) -> None:
-        if self.send_timeout is None:
-            await send(message)
-        else:
-            await super()._send_with_timeout(send, message)
+
+def retry_frame(retry_ms: int) -> bytes:
+    return f"retry: {retry_ms}\n\n".encode()
 
 
 class StreamCounter:
@@ -68,38 +58,6 @@ class StreamCounter:
     def __init__(self) -> None:
         self.active = 0
         self.total = 0
-
-
-def stream_response(
-    log: EventLog,
-    run_id: str,
-    *,
-    after: int | None,
-    heartbeat: float,
-    retry_ms: int,
-    on_gap: Literal["continue", "stop"],
-    counter: StreamCounter,
-    keep: Callable[[Event], bool] | None = None,
-    headers: dict[str, str] | None = None,
-) -> EventSourceResponse:
-    """Stream the run from ``after``: a ``retry:`` hint, the events, heartbeats, and the end.
-    ``keep`` filters the events sent (None: all)."""
-
-    async def frames() -> AsyncIterator[bytes]:
-        counter.active += 1
-        counter.total += 1
-        try:
-            yield f"retry: {retry_ms}\n\n".encode()
-            async for batch in log.stream(run_id, after=after, heartbeat=heartbeat, on_gap=on_gap):
-                chunk = encode_batch(batch, keep)
-                if chunk:
-                    yield chunk
-        except StorageError as exc:  # e.g. the file turned out corrupt: say so, do not cut the stream
-            yield f"event: error\ndata: {_compact({'code': exc.code, 'message': str(exc)})}\n\n".encode()
-        finally:
-            counter.active -= 1
-
-    return _EventSourceResponse(frames(), ping=0, headers={**HEADERS, **(headers or {})})
 
 
 _CHUNKS: dict[tuple[Event, Event, int], bytes] = {}

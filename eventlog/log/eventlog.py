@@ -225,9 +225,11 @@ class EventLog:
         heartbeat: float | None = 15.0,
         on_gap: OnGap = "continue",
         wait_for_run: bool = True,
+        live: bool = True,
     ) -> AsyncIterator[list[Item]]:
         """``subscribe``, yielding lists of the items available at once: for transports that
-        write a burst of events in one send."""
+        write a burst of events in one send. ``live=False`` ends where ``subscribe`` would
+        start waiting for new commits (the replay only; ``heartbeat`` then never applies)."""
         self._check_open()
         validation.check_run_id(run_id)
         if after is not None and (not isinstance(after, int) or after < 0):
@@ -243,6 +245,7 @@ class EventLog:
             on_gap=on_gap,
             wait_for_run=wait_for_run,
             page_size=self._page_size,
+            live=live,
         )
 
     async def run(self, run_id: str) -> RunInfo | None:

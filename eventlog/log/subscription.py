@@ -26,9 +26,12 @@ async def subscribe_batches(
     on_gap: OnGap,
     wait_for_run: bool,
     page_size: int,
+    live: bool = True,
 ) -> AsyncIterator[list[Item]]:
     """See ``EventLog.subscribe``; yields the items in lists of what is available at once, so
-    a transport can write a burst of events in one go.
+    a transport can write a burst of events in one go. ``live=False`` stops where the live
+    tail would begin (nothing more committed right now) instead of waiting there: a transport
+    that serves its live-edge readers from one shared subscription replays with it.
 
     The file is the source of truth: after every wake-up the subscriber reads from its cursor,
     from the channel's tail of committed events when that reaches back far enough, from
@@ -55,6 +58,8 @@ async def subscribe_batches(
                 if run is None:
                     if not wait_for_run:
                         raise RunNotFound(run_id)
+                    if not live:
+                        return
                     idle = not await channel.wait(version, heartbeat)
                     if idle:
                         yield [HEARTBEAT]
@@ -87,6 +92,8 @@ async def subscribe_batches(
                 continue
             if end is not None and cursor >= end.id:
                 yield [end]
+                return
+            if not live:
                 return
             idle = not await channel.wait(version, heartbeat)
             if idle:
