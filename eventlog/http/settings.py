@@ -3,21 +3,17 @@ CLI hands to the server processes through the same variables, so every worker ag
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from eventlog import RetentionPolicy
 
-ENV_PREFIX = "EVENTLOG_"
 
-
-class Settings(BaseModel):
-    """Each field not passed in comes from its ``EVENTLOG_<NAME>`` variable, if set. (A plain
-    pydantic model reading the environment itself: pydantic-settings would add some 2 MB to
-    every server process for this one loop.)"""
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EVENTLOG_", extra="ignore")
 
     db: Path = Path("data/eventlog.db")
     host: str = "127.0.0.1"
@@ -29,12 +25,12 @@ class Settings(BaseModel):
     retry_ms: int = Field(1000, ge=0, description="the SSE retry: hint sent in the first frame")
     max_body_bytes: int = Field(1_048_576, gt=0)
     max_batch_events: int = Field(1000, gt=0)
-    cors_origins: list[str] = []
+    cors_origins: Annotated[list[str], NoDecode] = []
 
-    api_key: list[str] = Field(default=[], description="producer keys, comma-separated")
+    api_key: Annotated[list[str], NoDecode] = Field(default=[], description="producer keys, comma-separated")
     jwt_secret: str | None = Field(None, description="HS256 secret of reader tokens")
     jwt_public_key: str | None = Field(None, description="PEM (or its path) verifying RS256/ES256 reader tokens")
-    jwt_algorithms: list[str] = ["HS256"]
+    jwt_algorithms: Annotated[list[str], NoDecode] = ["HS256"]
     insecure: bool = Field(False, description="allow a non-loopback address without any key")
 
     retention_max_events: int | None = Field(None, gt=0)
@@ -46,15 +42,6 @@ class Settings(BaseModel):
     retention_interval: float = Field(1.0, gt=0)
     poll_interval: float = Field(1.0, gt=0, description="fallback for cross-process wake-ups")
     lock_timeout: float = Field(30.0, gt=0, description="seconds a write waits for another process' write lock before 503")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_environment(cls, values: Any) -> Any:
-        if not isinstance(values, dict):
-            return values
-        env = {name: os.environ[f"{ENV_PREFIX}{name.upper()}"] for name in cls.model_fields
-               if f"{ENV_PREFIX}{name.upper()}" in os.environ}
-        return {**env, **values}
 
     @field_validator("cors_origins", "api_key", "jwt_algorithms", mode="before")
     @classmethod
@@ -84,5 +71,5 @@ class Settings(BaseModel):
         for name, value in self.model_dump(exclude_none=True).items():
             if isinstance(value, list):
                 value = ",".join(value)
-            env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+            env[f"EVENTLOG_{name.upper()}"] = str(value)
         return env
