@@ -33,6 +33,8 @@ _STATE_SQL = (
 class RunState:
     """A run's row as this transaction sees it, updated as the batch is applied."""
 
+    stored: bool
+    """The row is in the file (else the transaction inserts it)."""
     created_at: float
     metadata_json: str
     event_count: int
@@ -55,7 +57,7 @@ def load_state(conn: sqlite3.Connection, run_id: str) -> RunState | None:
 
 
 def _state(row: Row) -> RunState:
-    return RunState(*row, previous_last_id=row[4])
+    return RunState(True, *row, previous_last_id=row[4])
 
 
 def _row(s: RunState) -> Row:
@@ -63,7 +65,7 @@ def _row(s: RunState) -> Row:
 
 
 def new_state(now: float, metadata_json: str = "{}") -> RunState:
-    return RunState(now, metadata_json, 0, 0, 0, None, None, None, 0, touched=True)
+    return RunState(False, now, metadata_json, 0, 0, 0, None, None, None, 0, touched=True)
 
 
 def sequence(conn: sqlite3.Connection) -> int:
