@@ -112,10 +112,12 @@ class RunCache:
     def sequence(self, conn: sqlite3.Connection) -> int:
         return self._sequence if self._sequence is not None else sequence(conn)
 
-    def keep(self, conn: sqlite3.Connection, states: dict[str, RunState], sequence: int | None) -> None:
-        """What the transaction wrote, to remember once it commits: ``states`` as stored now,
-        and the sequence when it is known (None: read it next time)."""
-        self._pending.update(states)
+    def keep(self, conn: sqlite3.Connection, states: dict[str, RunState | None], sequence: int | None) -> None:
+        """What the transaction read and wrote, to remember once it commits: ``states`` as
+        stored now (None: no such run), and the sequence when known (None: read it next time)."""
+        for run_id, state in states.items():
+            if state is not None:
+                self._pending[run_id] = state
         if sequence is not None:
             self._pending_sequence = sequence
         self._pending_changes = conn.total_changes

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from typing import TypeVar
@@ -99,6 +99,10 @@ def storage_error(exc: sqlite3.Error) -> EventLogError:
     return error
 
 
+_CREATED = object()
+"""``_Batch.plan``'s outcome for a run it creates: the RunInfo is built once the batch is applied."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Rows:
     """The rows a request adds to the batch; ``key`` is the idempotency key to record with them."""
@@ -137,43 +141,46 @@ class _Batch:
             self.keys[(run_id, key)] = (row[0], json.loads(row[1]))
         return self.keys[(run_id, key)]
 
-    def add_rows(self, state: RunState, run_id: str, events: list[tuple[str, str]]) -> slice:
+    def add_rows(self, state: RunState, run_id: str, events: Sequence[tuple[str, str]]) -> slice:
         """Queue rows for the insert and count them in the run's state."""
-        start = len(self.rows)
+        rows, now = self.rows, self.now
+        start = len(rows)
         for name, data_json in events:
-            self.rows.append((run_id, name, data_json, self.now))
+            rows.append((run_id, name, data_json, now))
             if name != END_EVENT:
                 state.event_count += 1
-                state.total_bytes += len(data_json.encode())
+                # UTF-8 bytes; isascii is O(1), so the common case encodes nothing
+                state.total_bytes += len(data_json) if data_json.isascii() else len(data_json.encode())
         state.touched = True
-        return slice(start, len(self.rows))
+        return slice(start, len(rows))
 
     def plan(self, request: WriteRequest) -> object:
         """Check one request against the state; returns its rows' slice, a final result, or an
-        error instance. Nothing is written yet."""
+        error instance (``_CREATED`` for a run created). Nothing is written yet."""
         run_id = request.run_id
         state = self.state(run_id)
-        if isinstance(request, CreateRun):
-            if state is not None:
-                return RunExists(run_id)
-            self.states[run_id] = new_state(self.now, request.metadata_json)
-            return "created"
-        if isinstance(request, Append):
-            if request.idempotency_key is not None:
-                stored = self.stored_key(run_id, request.idempotency_key)
+        if isinstance(request, Append):  # first: by far the most common
+            key = request.idempotency_key
+            if key is not None:
+                stored = self.stored_key(run_id, key)
                 if stored is not None:
                     fingerprint, ids = stored
                     if fingerprint != request.fingerprint:
-                        return IdempotencyConflict(run_id, request.idempotency_key)
+                        return IdempotencyConflict(run_id, key)
                     return _Rows(ids.span) if isinstance(ids, _Rows) else ids
             if state is None:
                 state = self.states[run_id] = new_state(self.now)
             if state.end_id is not None:
                 return RunEnded(run_id, state.end_reason, state.end_id)
-            rows = _Rows(self.add_rows(state, run_id, list(request.events)), request.idempotency_key)
-            if request.idempotency_key is not None:
-                self.keys[(run_id, request.idempotency_key)] = (request.fingerprint, rows)
+            rows = _Rows(self.add_rows(state, run_id, request.events), key)
+            if key is not None:
+                self.keys[(run_id, key)] = (request.fingerprint, rows)
             return rows
+        if isinstance(request, CreateRun):
+            if state is not None:
+                return RunExists(run_id)
+            self.states[run_id] = new_state(self.now, request.metadata_json)
+            return _CREATED
         if state is None:
             if request.must_exist:
                 return RunNotFound(run_id)
@@ -258,6 +265,8 @@ def _apply_in_order(
 ) -> tuple[list[WriteResult | BaseException], list[Committed]]:
     """Apply a batch in submission order: each import on its own (it brings its own ids), the
     requests between imports together."""
+    if not any(isinstance(request, ImportRows) for request in requests):
+        return _apply(conn, requests, cache)
     outcomes: list[WriteResult | BaseException] = []
     committed: list[Committed] = []
     for importing, group in groupby(requests, key=lambda request: isinstance(request, ImportRows)):
@@ -289,37 +298,36 @@ def _apply(
             outcomes.append(row_ids[0] if isinstance(request, EndRun) else row_ids)
             if plan.key is not None:
                 batch.new_keys.append((request.run_id, plan.key, request.fingerprint, row_ids))  # type: ignore[union-attr]
-        elif plan == "created":
-            outcomes.append(None)  # replaced by the RunInfo below
         else:
-            outcomes.append(plan)  # type: ignore[arg-type]
+            outcomes.append(plan)  # type: ignore[arg-type]  # _CREATED is replaced below
 
+    states = batch.states
     events: list[Event] = []
     for event_id, (run_id, name, data_json, created_at) in zip(ids, batch.rows):
         events.append(Event(event_id, run_id, name, data_json, created_at))
-        state = batch.states[run_id]
+        state = states[run_id]
         assert state is not None
         state.last_id = event_id
         if name == END_EVENT:
             state.end_id = event_id
-    for index, outcome in enumerate(outcomes):
-        if isinstance(outcome, RunEnded) and outcome.end_id == -1:  # the run ended in this batch
-            ended = batch.states[outcome.run_id]
-            assert ended is not None and ended.end_id is not None
-            outcomes[index] = RunEnded(outcome.run_id, outcome.reason, ended.end_id)
+    if batch.end_rows:  # a request refused because the run ended in this batch learns the end's id
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, RunEnded) and outcome.end_id == -1:
+                ended = states[outcome.run_id]
+                assert ended is not None and ended.end_id is not None
+                outcomes[index] = RunEnded(outcome.run_id, outcome.reason, ended.end_id)
 
-    touched = {run_id: state for run_id, state in batch.states.items() if state is not None and state.touched}
+    touched = {run_id: state for run_id, state in states.items() if state is not None and state.touched}
     _save_runs(conn, touched)
     if batch.new_keys:
         conn.executemany(
             "INSERT INTO idempotency_keys (run_id, key, fingerprint, ids, created_at) VALUES (?, ?, ?, ?, ?)",
             [(r, k, f, json.dumps(i), batch.now) for r, k, f, i in batch.new_keys],
         )
-    read = {run_id: state for run_id, state in batch.states.items() if state is not None}
-    cache.keep(conn, read, ids[-1] if ids else None)
+    cache.keep(conn, states, ids[-1] if ids else None)
     for index, (request, plan) in enumerate(zip(requests, plans)):
-        if plan == "created":
-            outcomes[index] = _info(request.run_id, batch.states[request.run_id])  # type: ignore[arg-type]
+        if plan is _CREATED:
+            outcomes[index] = _info(request.run_id, states[request.run_id])  # type: ignore[arg-type]
 
     return outcomes, _notices(touched, events)
 
