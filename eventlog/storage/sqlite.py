@@ -18,7 +18,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -239,9 +239,10 @@ class SQLiteStorage:
 
     # --- writes ----------------------------------------------------------------------------
 
-    async def write(self, request: WriteRequest) -> WriteResult:
+    def write(self, request: WriteRequest) -> Coroutine[Any, Any, WriteResult]:
+        """The group commit's own coroutine, not one wrapping it: one coroutine less per append."""
         self._check_intact()
-        return await self._group.submit(request)
+        return self._group.submit(request)
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         self._listeners.append(listener)
