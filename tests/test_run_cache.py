@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from eventlog import EventLog, RetentionPolicy, RunEnded
+from eventlog import DatabaseFull, EventLog, RetentionPolicy, RunEnded
 
 
 def cache_hits(log: EventLog) -> int:
@@ -71,3 +71,18 @@ async def test_a_deleted_run_starts_afresh(log: EventLog) -> None:
     new_id = await log.append("r", "updates", {"n": 1})
     info = await log.run("r")
     assert info is not None and (info.event_count, info.last_id, info.end_id) == (1, new_id, None)
+
+
+async def test_a_failed_transaction_leaves_no_trace_in_the_cache(open_log) -> None:
+    """The batch changes the cached run in place before its insert fails on a full file: the
+    failure must drop the cache, or the next append would count the refused event."""
+    log = await open_log(max_page_count=64)
+    await log.append("r", "updates", {"n": 0})
+    await log.append("r", "updates", {"n": 1})  # cached now
+    with pytest.raises(DatabaseFull):
+        await log.append("r", "updates", {"blob": "x" * 1_000_000})
+    last = await log.append("r", "updates", {"n": 2})
+    info = await log.run("r")
+    assert info is not None
+    assert (info.event_count, info.last_id) == (3, last)
+    assert info.total_bytes == sum(len(e.data_json) for e in await log.read("r"))

@@ -47,21 +47,9 @@ class RunState:
     touched: bool = False
 
 
-Row = tuple[float, str, int, int, int, int | None, str | None, float | None]
-"""A run's row as ``_STATE_SQL`` reads it."""
-
-
 def load_state(conn: sqlite3.Connection, run_id: str) -> RunState | None:
     row = conn.execute(_STATE_SQL, (run_id,)).fetchone()
-    return None if row is None else _state(row)
-
-
-def _state(row: Row) -> RunState:
-    return RunState(True, *row, previous_last_id=row[4])
-
-
-def _row(s: RunState) -> Row:
-    return (s.created_at, s.metadata_json, s.event_count, s.total_bytes, s.last_id, s.end_id, s.end_reason, s.ended_at)
+    return None if row is None else RunState(True, *row, previous_last_id=row[4])
 
 
 def new_state(now: float, metadata_json: str = "{}") -> RunState:
@@ -80,11 +68,15 @@ class RunCache:
     Protocol, per write transaction: ``begin`` once the write lock is held; ``state`` and
     ``sequence`` instead of reading the file; ``keep`` with what the transaction wrote, after
     its last statement; then ``committed`` after COMMIT, or ``clear`` when it failed. Anything
-    else writing on the same connection needs nothing: ``total_changes`` gives it away."""
+    else writing on the same connection needs nothing: ``total_changes`` gives it away.
+
+    ``state`` hands out the cached object itself, which the transaction changes in place: no
+    copy is needed, because a transaction that fails clears the cache, and one that commits
+    leaves the object as the file now holds it."""
 
     def __init__(self, size: int = 10_000) -> None:
         self._size = size
-        self._rows: dict[str, Row] = {}
+        self._states: dict[str, RunState] = {}
         self._sequence: int | None = None
         self._stamp: tuple[int, int] | None = None
         """(data_version, total_changes) right after the writes this cache holds."""
@@ -104,10 +96,12 @@ class RunCache:
             self.clear()
 
     def state(self, conn: sqlite3.Connection, run_id: str) -> RunState | None:
-        """The run's state, fresh (the batch changes it in place, and may yet roll back): from
-        the cached row, else read from the file."""
-        row = self._rows.get(run_id)
-        return load_state(conn, run_id) if row is None else _state(row)
+        """The run's state, from the cache (reset for a new transaction) or else the file."""
+        state = self._states.get(run_id)
+        if state is None:
+            return load_state(conn, run_id)
+        state.previous_last_id, state.touched = state.last_id, False
+        return state
 
     def sequence(self, conn: sqlite3.Connection) -> int:
         return self._sequence if self._sequence is not None else sequence(conn)
@@ -125,19 +119,19 @@ class RunCache:
     def committed(self) -> None:
         if self._pending_changes < 0:
             return  # nothing kept: the transaction wrote nothing through the cache
-        rows = self._rows
+        states = self._states
         for run_id, state in self._pending.items():
-            rows.pop(run_id, None)  # re-inserted last: the oldest entries go first
-            rows[run_id] = _row(state)
-        while len(rows) > self._size:
-            del rows[next(iter(rows))]
+            state.stored = True  # a new run's row is in the file now
+            states[run_id] = state
+        while len(states) > self._size:  # the runs cached first go first
+            del states[next(iter(states))]
         if self._pending_sequence is not None:
             self._sequence = self._pending_sequence
         self._stamp = (self._version, self._pending_changes)
         self._drop_pending()
 
     def clear(self) -> None:
-        self._rows.clear()
+        self._states.clear()
         self._sequence = None
         self._stamp = None
         self._drop_pending()
