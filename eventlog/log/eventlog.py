@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Generator, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Generator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +27,7 @@ from eventlog.storage.base import (
     Resized,
     RetentionPolicy,
     Storage,
+    WriteResult,
 )
 from eventlog.storage.check import FileReport, check_file
 from eventlog.storage.sqlite import SQLiteStorage
@@ -146,7 +147,11 @@ class EventLog:
 
     async def append(self, run_id: str, event: str, data: Any = None, *, idempotency_key: str | None = None) -> int:
         """Append one event; returns its id once it is durable."""
-        return (await self.append_many(run_id, [(event, data)], idempotency_key=idempotency_key))[0]
+        self._check_open()
+        validation.check_run_id(run_id)
+        ids = await self._write_events(run_id, [validation.encode_event(event, data)], idempotency_key)
+        assert isinstance(ids, list)
+        return ids[0]
 
     async def append_many(
         self, run_id: str, events: Iterable[tuple[str, Any]], *, idempotency_key: str | None = None
@@ -158,12 +163,17 @@ class EventLog:
         IdempotencyConflict. Appending to an ended run raises RunEnded."""
         self._check_open()
         validation.check_run_id(run_id)
-        encoded = validation.encode_events(list(events))
-        key = None if idempotency_key is None else validation.check_idempotency_key(idempotency_key)
-        request = Append(run_id, encoded, key, validation.fingerprint(encoded) if key else "")
-        ids = await self._storage.write(request)
+        ids = await self._write_events(run_id, validation.encode_events(list(events)), idempotency_key)
         assert isinstance(ids, list)
         return ids
+
+    def _write_events(
+        self, run_id: str, encoded: list[tuple[str, str]], idempotency_key: str | None
+    ) -> Coroutine[Any, Any, WriteResult]:
+        """The storage write of checked, encoded events. Not a coroutine of its own: the caller
+        awaits the storage's, one coroutine less on every append's way in and out."""
+        key = None if idempotency_key is None else validation.check_idempotency_key(idempotency_key)
+        return self._storage.write(Append(run_id, encoded, key, validation.fingerprint(encoded) if key else ""))
 
     async def end(self, run_id: str, reason: str | None = "success", *, must_exist: bool = True) -> int:
         """Write the run's end marker and return its id. Ending again with the same reason

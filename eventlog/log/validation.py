@@ -64,6 +64,11 @@ def encode_json(value: Any, what: str = "event data") -> str:
     return encoded
 
 
+def encode_event(name: object, data: Any) -> tuple[str, str]:
+    """One event as storage takes it: its checked name and its data as compact JSON."""
+    return check_event_name(name), encode_json(data)
+
+
 def encode_events(events: Sequence[tuple[str, Any]]) -> list[tuple[str, str]]:
     if not events:
         raise InvalidInput("at least one event is required")
@@ -71,8 +76,7 @@ def encode_events(events: Sequence[tuple[str, Any]]) -> list[tuple[str, str]]:
     for item in events:
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise InvalidInput(f"each event must be a (name, data) pair (got {item!r:.150})")
-        name, data = item
-        encoded.append((check_event_name(name), encode_json(data)))
+        encoded.append(encode_event(*item))
     return encoded
 
 

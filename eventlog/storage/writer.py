@@ -2,8 +2,9 @@
 
 Model: aiosqlite's ``core.py`` (callers put callables on a queue and await futures resolved back
 on the event loop), plus batching. While one transaction is in flight, new requests collect on the
-loop; when it commits, everything collected goes to the thread as the next transaction. A lone
-producer is never made to wait for company: its request goes out on the next loop iteration.
+loop; when it commits, its callers resume, and everything collected by the end of that loop
+iteration goes to the thread as the next transaction. A lone producer is never made to wait for
+company: with nothing in flight its request goes to the thread at once.
 """
 
 from __future__ import annotations
@@ -153,24 +154,18 @@ class GroupCommit(Generic[Request, Result, Notice]):
         self._drained: list[asyncio.Future[None]] = []
 
     async def submit(self, request: Request) -> Result:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Result] = loop.create_future()
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((request, future))
         if not self._busy:
-            # Flush on the next iteration, so that producers woken by the same commit (they
-            # all resume in this iteration) share the next transaction.
             self._busy = True
-            loop.call_soon(self._flush)
+            self._flush()  # nothing in flight: a lone request goes to the writer at once
         return await future
 
     def _flush(self) -> None:
         batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
         requests = [request for request, _ in batch]
         try:
-            self._writer.post(
-                lambda conn: self._apply_batch(conn, requests),
-                lambda outcome, error: self._finish(batch, outcome, error),
-            )
+            self._writer.post(lambda conn: self._apply_batch(conn, requests), partial(self._finish, batch))
         except LogClosed as exc:
             self._finish(batch, None, exc)
 
@@ -193,14 +188,19 @@ class GroupCommit(Generic[Request, Result, Notice]):
                 future.set_exception(result)
             else:
                 future.set_result(result)
+        # The callers just settled resume in the next loop iteration, and most of them append
+        # again at once: flush after them, so they share the next transaction.
+        asyncio.get_running_loop().call_soon(self._flush_collected)
+
+    def _flush_collected(self) -> None:
         if self._pending:
             self._flush()
-        else:
-            self._busy = False
-            drained, self._drained = self._drained, []
-            for waiter in drained:
-                if not waiter.done():
-                    waiter.set_result(None)
+            return
+        self._busy = False
+        drained, self._drained = self._drained, []
+        for waiter in drained:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def drain(self) -> None:
         """Return once every request submitted so far has committed (or failed): closing the
