@@ -3,7 +3,9 @@
 On Linux, inotify reports every write to the WAL (and to the main file at checkpoints); the
 change feed's thread blocks in ``select`` on the inotify descriptor, so an idle process spends no
 CPU at all. Elsewhere only the caller's timeout (a slow fallback poll) ends a wait. A wake-up only
-says "look again": the change feed then asks the database what actually changed.
+says "look again": the change feed then asks the database what actually changed. Waiting and
+taking the events are separate steps (``wait``, ``drain``), so that the feed can let a burst of
+writes pile up in the kernel's queue and wake once for all of it.
 
 Ownership of the descriptors: the waiting thread uses them and closes them (``close``) when it is
 done; any other thread only calls ``interrupt``. Both take the same lock and ``close`` marks the
@@ -65,11 +67,17 @@ class FileWatch:
         self._fd = fd
 
     def wait(self, timeout: float) -> bool:
-        """Block until the file changes (True), or ``timeout`` passes or ``interrupt`` is
-        called (False)."""
+        """Block until a change event is pending (True), or ``timeout`` passes or ``interrupt``
+        is called (False). The events stay pending until ``drain``: a caller may let a burst
+        of writes accumulate and take it in one go."""
         watched = [self._wake_read] if self._fd is None else [self._fd, self._wake_read]
         readable, _, _ = select.select(watched, [], [], timeout)
-        return self._fd in readable and self._drain()
+        return self._fd in readable
+
+    def pause(self, seconds: float) -> None:
+        """Sleep ``seconds`` whatever the file does (its events stay pending), unless
+        ``interrupt`` is called."""
+        select.select([self._wake_read], [], [], seconds)
 
     def interrupt(self) -> None:
         """End the current (or next) ``wait`` at once; callable from any thread, also after
@@ -82,8 +90,11 @@ class FileWatch:
             except BlockingIOError:
                 pass
 
-    def _drain(self) -> bool:
-        assert self._fd is not None
+    def drain(self) -> bool:
+        """Take the pending change events, without blocking: True when one of them concerns
+        the watched file."""
+        if self._fd is None:
+            return False
         try:
             buffer = os.read(self._fd, 65536)
         except BlockingIOError:
