@@ -88,3 +88,19 @@ async def test_a_burst_of_foreign_commits_is_reported_in_few_looks_and_completel
             await asyncio.wait_for(feed.join(), BOUND)
     assert messages[-1] == [("run", last)]
     assert len(messages) < commits  # how few is the benchmark's business, not a unit test's
+
+
+def test_an_overflowed_queue_counts_as_a_change(tmp_path: Path) -> None:
+    """More events than the kernel queues (fs.inotify.max_queued_events), none of them about
+    the watched file: the overflow may have dropped one that was, so drain says "look"."""
+    watch = FileWatch(tmp_path / "eventlog.db")
+    watch.start()
+    try:
+        queued = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+        for i in range(queued + 10):
+            (tmp_path / f"other-{i}").touch()  # distinct names: the kernel cannot merge them
+        assert watch.wait(BOUND)
+        assert watch.drain()
+        assert not watch.drain()
+    finally:
+        watch.close()

@@ -28,6 +28,7 @@ _IN_MODIFY = 0x00000002
 _IN_CLOSE_WRITE = 0x00000008
 _IN_MOVED_TO = 0x00000080
 _IN_CREATE = 0x00000100
+_IN_Q_OVERFLOW = 0x00004000
 _IN_NONBLOCK = 0o4000
 _IN_CLOEXEC = 0o2000000
 _HEADER = struct.Struct("iIII")
@@ -91,21 +92,23 @@ class FileWatch:
                 pass
 
     def drain(self) -> bool:
-        """Take the pending change events, without blocking: True when one of them concerns
-        the watched file."""
+        """Take every pending change event, without blocking: True when one of them concerns
+        the watched file, or when the kernel's queue overflowed (and may have dropped one)."""
         if self._fd is None:
             return False
-        try:
-            buffer = os.read(self._fd, 65536)
-        except BlockingIOError:
-            return False
-        relevant, offset = False, 0
-        while offset < len(buffer):
-            _, _, _, length = _HEADER.unpack_from(buffer, offset)
-            name = buffer[offset + _HEADER.size : offset + _HEADER.size + length].rstrip(b"\0")
-            offset += _HEADER.size + length
-            relevant = relevant or name.startswith(self._prefix)
-        return relevant
+        relevant = False
+        while True:
+            try:
+                buffer = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return relevant
+            offset = 0
+            while offset < len(buffer):
+                _, mask, _, length = _HEADER.unpack_from(buffer, offset)
+                name = buffer[offset + _HEADER.size : offset + _HEADER.size + length].rstrip(b"\0")
+                offset += _HEADER.size + length
+                # An overflowed queue has dropped events, ours perhaps: count it as a change.
+                relevant = relevant or bool(mask & _IN_Q_OVERFLOW) or name.startswith(self._prefix)
 
     def close(self) -> None:
         """Close the descriptors; by the thread that waits, once it waits no more. Idempotent."""
