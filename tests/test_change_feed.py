@@ -13,6 +13,7 @@ from eventlog import EventLog
 from eventlog.storage.change_feed import ChangeFeed, Changes, LocalCommits
 from eventlog.storage.connection import connect
 from eventlog.storage.file_watch import FileWatch
+from eventlog.storage.read_ahead import Pages
 from eventlog.supervision import Supervisor
 
 BOUND = 30.0
@@ -68,12 +69,12 @@ async def test_a_burst_of_foreign_commits_is_reported_in_few_looks_and_completel
     commits = 300
     async with EventLog.open(db_path, cross_process=False) as other:
         await other.append("run", "x", 0)  # the file and its schema exist
-        received: asyncio.Queue[Changes | BaseException] = asyncio.Queue()
+        received: asyncio.Queue[tuple[Changes, Pages] | BaseException] = asyncio.Queue()
         connect_reader = partial(connect, db_path, durability="process", writer=False, busy_timeout=5.0)
         feed = ChangeFeed(db_path, connect_reader, LocalCommits(), 60.0, Supervisor())
         feed.start(asyncio.get_running_loop(), received.put_nowait)
         try:
-            assert await asyncio.wait_for(received.get(), BOUND) == []  # watching
+            assert await asyncio.wait_for(received.get(), BOUND) == ([], {})  # watching
             last = 0
             for i in range(commits):
                 last = await other.append("run", "x", i)  # each its own commit
@@ -81,8 +82,10 @@ async def test_a_burst_of_foreign_commits_is_reported_in_few_looks_and_completel
             while not messages or messages[-1][-1][1] < last:
                 item = await asyncio.wait_for(received.get(), BOUND)
                 assert not isinstance(item, BaseException)
-                if item:
-                    messages.append(item)
+                changes, pages = item
+                assert pages == {}  # nothing read the run: it is not followed
+                if changes:
+                    messages.append(changes)
         finally:
             feed.stop()
             await asyncio.wait_for(feed.join(), BOUND)

@@ -8,6 +8,9 @@ wake-ups per second, each taking every commit made since the previous one. Ids g
 order across every process writing the file, so "last_id above the highest seen" misses
 nothing.
 
+For the runs this process has read lately the feed also reads the new events, and sends the
+pages with the hint (``read_ahead``): the follower's catch-up read then needs no reader thread.
+
 This process' own commits also write the WAL, and they are already announced on the loop by the
 writer. A run whose newest id is one this process' writer just committed needs no second word
 (ids are never reused, so equality proves it), so those are dropped here, on this thread: a busy
@@ -28,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from eventlog.storage.file_watch import FileWatch
+from eventlog.storage.read_ahead import FOLLOWED, Pages, ReadAhead
 from eventlog.supervision import Supervisor, Worker, call_soon_threadsafe
 
 Changes = list[tuple[str, int]]
@@ -86,17 +90,24 @@ class ChangeFeed(Worker):
         local: LocalCommits,
         poll_interval: float,
         supervisor: Supervisor,
+        read_ahead: ReadAhead | None = None,
     ) -> None:
         super().__init__("follower", supervisor, "eventlog-changes")
         self._watch = FileWatch(path)
         self._connect = connect
         self._local = local
         self._poll_interval = poll_interval
+        self._read_ahead = read_ahead
+        self._followed: dict[str, int] = {}
+        """The newest id seen of each followed run: the cursor its next page is read after."""
 
-    def start(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[Changes | BaseException], None]) -> None:
-        """Begin watching; ``deliver`` gets, on ``loop``: an empty list once watching has begun,
+    def start(
+        self, loop: asyncio.AbstractEventLoop, deliver: Callable[[tuple[Changes, Pages] | BaseException], None]
+    ) -> None:
+        """Begin watching; ``deliver`` gets, on ``loop``: ``([], {})`` once watching has begun,
         then the changes of other processes (an empty list when something changed but no run
-        advanced, e.g. a run was created), or the exception that ended the feed."""
+        advanced, e.g. a run was created) with the pages read ahead for the followed runs among
+        them (see ``read_ahead``), or the exception that ended the feed."""
         self._loop, self._deliver = loop, deliver
         self._watch.start()
         super().start()
@@ -110,7 +121,7 @@ class ChangeFeed(Worker):
     def _settle(self, error: BaseException | None) -> None:
         self._watch.close()  # the thread waits no more: nothing can use the descriptors now
 
-    def _send(self, item: Changes | BaseException) -> None:
+    def _send(self, item: tuple[Changes, Pages] | BaseException) -> None:
         if not self.stopping:
             call_soon_threadsafe(self._loop, self._deliver, item)
 
@@ -119,7 +130,7 @@ class ChangeFeed(Worker):
         try:
             version = conn.execute("PRAGMA data_version").fetchone()[0]
             seen = conn.execute("SELECT coalesce(max(last_id), 0) FROM runs").fetchone()[0]
-            self._send([])  # watching from here on: every later commit will be reported
+            self._send(([], {}))  # watching from here on: every later commit will be reported
             busy = False  # the last look saw a change or followed a write: pace the next one
             rechecks: list[float] = []
             while not self.stopping:
@@ -150,6 +161,30 @@ class ChangeFeed(Worker):
                     seen = max(last_id for _, last_id in changed)
                 foreign = [(run_id, last_id) for run_id, last_id in changed if not self._local.explains(run_id, last_id)]
                 if foreign or not changed:
-                    self._send(foreign)
+                    self._send((foreign, self._read_pages(conn, changed, foreign)))
         finally:
             conn.close()
+
+    def _read_pages(self, conn: sqlite3.Connection, changed: Changes, foreign: Changes) -> Pages:
+        """Read ahead the new events of the followed runs other processes advanced, from the
+        newest id of each seen before (a run followed since this look gets its first page at
+        the next one); track every followed run's newest id, local commits' included."""
+        read_ahead = self._read_ahead
+        if read_ahead is None:
+            return {}
+        if len(self._followed) > 2 * FOLLOWED:  # forget runs no longer followed
+            self._followed = {run_id: last for run_id, last in self._followed.items() if read_ahead.follows(run_id)}
+        pages: Pages = {}
+        news = dict(foreign)
+        for run_id, last_id in changed:
+            if not read_ahead.follows(run_id):
+                self._followed.pop(run_id, None)
+                continue
+            after = self._followed.get(run_id)
+            self._followed[run_id] = last_id
+            if run_id in news and after is not None:
+                page = read_ahead.read(conn, run_id, after)
+                pages[run_id] = (after, page)
+                if page.run is not None:
+                    self._followed[run_id] = max(last_id, page.run.last_id)
+        return pages
