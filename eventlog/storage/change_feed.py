@@ -45,9 +45,9 @@ cannot help."""
 PACE = 0.004
 """Seconds between looks while the file keeps changing. After a look that saw a change (or
 followed a write), the feed sleeps this long without waking for each write, then takes every
-write made meanwhile in one look: a busy file costs one wake-up, two queries and one message to
-the event loop per ``PACE`` however many commits it gets, at the price of at most ``PACE`` of
-latency. That look is also the first recheck: SQLite writes a commit's frames to the WAL (the
+write made meanwhile in one look: a busy file costs one wake-up, one look (and the pages read
+ahead) and one message to the event loop per ``PACE`` however many commits it gets, at the price
+of at most ``PACE`` of latency. That look is also the first recheck: SQLite writes a commit's frames to the WAL (the
 watch sees that) before it publishes them in the shared-memory index (no watch sees that), so a
 look made in between misses the commit."""
 
