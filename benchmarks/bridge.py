@@ -16,9 +16,11 @@ Both bridges run in this process, one after the other, on the same workload:
   and that counts) to the subscriber receiving it, p50 / p99. Plus one idle run, for the floor.
 
 The payload is a LangGraph ``messages`` chunk of about 230 bytes. Two SQLite configurations run:
-``SQLite`` is the bridge's default (a publish is acknowledged once queued for the next group
-commit, committed a millisecond or so later; ``publish_end`` and ``close`` wait for the commit),
-``SQLite durable-ack`` is ``durable_publish=True`` (each publish returns once committed). Both use
+``SQLite durable-ack`` is the bridge's default, ``durable_publish=True`` (each publish returns
+once its event is committed); ``SQLite`` is write-behind, ``durable_publish=False`` (a publish is
+acknowledged once queued for the next group commit, committed a millisecond or so later;
+``publish_end``, ``flush`` and ``close`` wait for the commit, and a write that fails is raised by
+the run's next publish, its ``publish_end`` and ``flush``). Both use
 ``durability="process"`` (WAL + ``synchronous=NORMAL``: a commit survives a crash of the process)
 and retention of 256 events per run in the background, on a fresh file in a temporary directory
 (``--dir`` to choose the disk).
@@ -82,11 +84,13 @@ class Bridges:
         return MemoryStreamBridge(queue_maxsize=256)
 
     async def sqlite(self) -> Any:
-        """The default: a publish is acknowledged once queued for the next group commit."""
+        """Write-behind (``durable_publish=False``): a publish is acknowledged once queued for
+        the next group commit."""
         return await self._sqlite(durable_publish=False)
 
     async def sqlite_durable(self) -> Any:
-        """``durable_publish=True``: a publish returns only once its event is committed."""
+        """The default, ``durable_publish=True``: a publish returns only once its event is
+        committed."""
         return await self._sqlite(durable_publish=True)
 
     async def _sqlite(self, **options: Any) -> Any:

@@ -36,8 +36,11 @@ Choices worth knowing (the contract leaves them open):
   crash can lose the events published in its last milliseconds, never anything before a
   ``publish_end`` or ``flush`` that returned. Either way ``publish`` waits for the disk at most
   (when ``max_pending`` events are not committed yet), never for consumers. A bad run id or event
-  name raises at once; a storage failure of a queued event (a full disk) is logged, since its
-  publisher has moved on. A queued event's data is encoded when it is handed to the log
+  name raises at once. A queued event that cannot be stored (a full disk) is never a silent loss:
+  the failure is logged, and the run's next ``publish``, its ``publish_end`` (which still ends
+  the run, so that its subscribers stop) and every ``flush()`` raise ``PublishFailed``: the
+  producer learns that the run may miss events published since its last ``flush`` or
+  ``publish_end`` that returned (``cleanup`` of the run forgets the failure). A queued event's data is encoded when it is handed to the log
   (normally on the next turn of the event loop), so do not mutate it after publishing (the
   in-memory bridge, which keeps the object itself, has the same rule).
 - **Event ids** are the log's integer ids as strings: increasing within a run, unique in the file,
@@ -101,6 +104,7 @@ from eventlog import (
     LogClosed,
     RetentionPolicy,
     RunEnded,
+    StorageError,
 )
 from eventlog.log import validation
 from eventlog.log.validation import RESERVED_EVENT_NAMES
@@ -111,6 +115,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "END_SENTINEL",
     "HEARTBEAT_SENTINEL",
+    "PublishFailed",
     "SQLiteStreamBridge",
     "StreamEvent",
     "StreamGap",
@@ -168,6 +173,20 @@ if all(_from_gateway(name) is not None for name in ("StreamEvent", "HEARTBEAT_SE
     END_SENTINEL = _from_gateway("END_SENTINEL")
 
 _Base: type = _from_gateway("StreamBridge") or object
+
+
+class PublishFailed(StorageError):
+    """Events published to a run with ``durable_publish=False`` could not be stored: their
+    write failed after ``publish`` had returned. The run may miss events published since its
+    last ``flush()`` or ``publish_end`` that returned; ``__cause__`` is the storage's error."""
+
+    code = "publish_failed"
+
+    def __init__(self, run_id: str, lost: int, cause: BaseException) -> None:
+        super().__init__(f"{lost} event(s) published to run {run_id} could not be stored: {cause}")
+        self.run_id = run_id
+        self.__cause__ = cause
+
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -270,7 +289,9 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
         self._flusher: asyncio.Task[None] | None = None
         self._pending = 0  # published, not committed yet (buffered or being written)
         self._room: asyncio.Event | None = None
-        self._names: set[str] = set()  # event names already validated
+        self._names: dict[str, str] = {}  # published event name -> stored name, validated
+        # Write-behind failures not yet forgotten (by cleanup), by run: (events lost, error).
+        self._failures: dict[str, tuple[int, BaseException]] = {}
         # Calls that write directly (durable publishes, ends), which close() lets finish.
         self._inflight = 0
         self._drained: asyncio.Event | None = None
@@ -309,7 +330,15 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
         return self._log
 
     async def flush(self) -> None:
-        """Return once every event published so far is committed (durable)."""
+        """Return once every event published so far is committed (durable). Raises
+        ``PublishFailed`` instead while a run has events that could not be stored (see
+        "Acknowledgement"), until that run is cleaned up."""
+        await self._write_all()
+        for run_id in self._failures:
+            self._raise_failure(run_id)
+
+    async def _write_all(self) -> None:
+        """Wait until every event published so far has been written (or failed to be)."""
         for run_id in list(self._buffer):
             self._submit(run_id)
         writes = list(self._writes.values())
@@ -324,7 +353,7 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
         self._closed = True
         try:
             async with asyncio.timeout(self._close_timeout):
-                await self.flush()
+                await self._write_all()  # a failed write was logged when it failed
                 if self._inflight:
                     self._drained = asyncio.Event()
                     await self._drained.wait()
@@ -362,14 +391,16 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
         log = self._log or await self._ready()
         if self._closed:
             raise LogClosed()
-        name = _stored_name(event)
         if self.durable_publish:
-            await self._publish_now(log, run_id, name, data)
+            await self._publish_now(log, run_id, _stored_name(event), data)
             return
-        if name not in self._names:
-            validation.check_event_name(name)
+        if run_id in self._failures:
+            self._raise_failure(run_id)
+        name = self._names.get(event) if type(event) is str else None
+        if name is None:
+            name = validation.check_event_name(_stored_name(event))
             if len(self._names) < 1024:
-                self._names.add(name)
+                self._names[event] = name
         events = self._buffer.get(run_id)
         if events is None:
             validation.check_run_id(run_id)
@@ -440,12 +471,18 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
                 await log.append_many(run_id, [(name, _json_safe(run_id, name, data)) for name, data in events])
         except RunEnded:
             logger.warning("stream bridge: run %s has ended; %d event(s) published after it dropped", run_id, len(events))
-        except Exception:
+        except Exception as exc:
             logger.exception("stream bridge: %d event(s) of run %s could not be stored", len(events), run_id)
+            lost, first = self._failures.get(run_id, (0, exc))
+            self._failures[run_id] = (lost + len(events), first)
         finally:
             self._pending -= len(events)
             if self._room is not None and self._pending < self._max_pending:
                 self._room.set()
+
+    def _raise_failure(self, run_id: str) -> None:
+        lost, error = self._failures[run_id]
+        raise PublishFailed(run_id, lost, error)
 
     async def _wait_for_room(self) -> None:
         """Backpressure from the disk (never from consumers): too many events not committed yet."""
@@ -475,6 +512,8 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
             pass  # ended already (by another producer, with a reason)
         finally:
             self._done()
+        if run_id in self._failures:
+            self._raise_failure(run_id)
 
     # --- consumer side ---------------------------------------------------------------------
 
@@ -583,13 +622,14 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
             return
         log = self._log or await self._ready()
         await self._settle(run_id)
+        self._failures.pop(run_id, None)
         with contextlib.suppress(InvalidRunId, LogClosed):
             await log.delete(run_id)
 
     async def apply_retention(self) -> None:
         """Trim every run to ``max_events_per_run`` now (the janitor also does it periodically)."""
         log = self._log or await self._ready()
-        await self.flush()
+        await self._write_all()
         await log.apply_retention()
 
 

@@ -3,7 +3,9 @@
 On Linux, inotify reports every write to the WAL (and to the main file at checkpoints); the
 change feed's thread blocks in ``select`` on the inotify descriptor, so an idle process spends no
 CPU at all. Elsewhere only the caller's timeout (a slow fallback poll) ends a wait. A wake-up only
-says "look again": the change feed then asks the database what actually changed.
+says "look again": the change feed then asks the database what actually changed. Waiting and
+taking the events are separate steps (``wait``, ``drain``), so that the feed can let a burst of
+writes pile up in the kernel's queue and wake once for all of it.
 
 Ownership of the descriptors: the waiting thread uses them and closes them (``close``) when it is
 done; any other thread only calls ``interrupt``. Both take the same lock and ``close`` marks the
@@ -26,6 +28,7 @@ _IN_MODIFY = 0x00000002
 _IN_CLOSE_WRITE = 0x00000008
 _IN_MOVED_TO = 0x00000080
 _IN_CREATE = 0x00000100
+_IN_Q_OVERFLOW = 0x00004000
 _IN_NONBLOCK = 0o4000
 _IN_CLOEXEC = 0o2000000
 _HEADER = struct.Struct("iIII")
@@ -65,11 +68,17 @@ class FileWatch:
         self._fd = fd
 
     def wait(self, timeout: float) -> bool:
-        """Block until the file changes (True), or ``timeout`` passes or ``interrupt`` is
-        called (False)."""
+        """Block until a change event is pending (True), or ``timeout`` passes or ``interrupt``
+        is called (False). The events stay pending until ``drain``: a caller may let a burst
+        of writes accumulate and take it in one go."""
         watched = [self._wake_read] if self._fd is None else [self._fd, self._wake_read]
         readable, _, _ = select.select(watched, [], [], timeout)
-        return self._fd in readable and self._drain()
+        return self._fd in readable
+
+    def pause(self, seconds: float) -> None:
+        """Sleep ``seconds`` whatever the file does (its events stay pending), unless
+        ``interrupt`` is called."""
+        select.select([self._wake_read], [], [], seconds)
 
     def interrupt(self) -> None:
         """End the current (or next) ``wait`` at once; callable from any thread, also after
@@ -82,19 +91,24 @@ class FileWatch:
             except BlockingIOError:
                 pass
 
-    def _drain(self) -> bool:
-        assert self._fd is not None
-        try:
-            buffer = os.read(self._fd, 65536)
-        except BlockingIOError:
+    def drain(self) -> bool:
+        """Take every pending change event, without blocking: True when one of them concerns
+        the watched file, or when the kernel's queue overflowed (and may have dropped one)."""
+        if self._fd is None:
             return False
-        relevant, offset = False, 0
-        while offset < len(buffer):
-            _, _, _, length = _HEADER.unpack_from(buffer, offset)
-            name = buffer[offset + _HEADER.size : offset + _HEADER.size + length].rstrip(b"\0")
-            offset += _HEADER.size + length
-            relevant = relevant or name.startswith(self._prefix)
-        return relevant
+        relevant = False
+        while True:
+            try:
+                buffer = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return relevant
+            offset = 0
+            while offset < len(buffer):
+                _, mask, _, length = _HEADER.unpack_from(buffer, offset)
+                name = buffer[offset + _HEADER.size : offset + _HEADER.size + length].rstrip(b"\0")
+                offset += _HEADER.size + length
+                # An overflowed queue has dropped events, ours perhaps: count it as a change.
+                relevant = relevant or bool(mask & _IN_Q_OVERFLOW) or name.startswith(self._prefix)
 
     def close(self) -> None:
         """Close the descriptors; by the thread that waits, once it waits no more. Idempotent."""

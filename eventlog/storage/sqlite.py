@@ -52,6 +52,7 @@ from eventlog.storage.checkpoint import FALLBACK_PAGES, Checkpointer
 from eventlog.storage.connection import WAL_SIZE_LIMIT, connect, file_size, is_busy, truncate_wal
 from eventlog.storage.globs import sqlite_glob
 from eventlog.storage.migrations import migrate
+from eventlog.storage.read_ahead import Pages, ReadAhead
 from eventlog.storage.run_cache import RunCache, sequence
 from eventlog.storage.writer import GroupCommit, WriterThread
 from eventlog.supervision import Supervisor, call_soon_threadsafe
@@ -83,6 +84,18 @@ def _any_glob(count: int) -> str:
         return "run_id GLOB ?"
     half = count // 2
     return f"({_any_glob(half)} OR {_any_glob(count - half)})"
+
+
+def read_page(conn: sqlite3.Connection, run_id: str, after: int, limit: int) -> Page:
+    """The run and its events after ``after`` (at most ``limit``), in the caller's transaction."""
+    row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None:
+        return Page(None, [])
+    rows = conn.execute(
+        "SELECT id, run_id, event, data, created_at FROM events WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
+        (run_id, after, limit),
+    )
+    return Page(_run_info(row), [Event(*r) for r in rows])
 
 
 def _run_info(row: tuple[Any, ...]) -> RunInfo:
@@ -121,6 +134,7 @@ class SQLiteStorage:
         self._supervisor = supervisor or Supervisor()
         self._writer = WriterThread(self._open_writer, self._supervisor)
         self._local_commits = LocalCommits()
+        self._read_ahead = ReadAhead(read_page)
         self._group = GroupCommit(self._writer, self._apply_writes, self._notify, max_batch)
         self._checkpointer = Checkpointer(partial(self._connect, writer=False), self._supervisor)
         self._feeds: set[ChangeFeed] = set()
@@ -354,18 +368,11 @@ class SQLiteStorage:
         return await asyncio.get_running_loop().run_in_executor(self._readers, self._snapshot, body)
 
     async def read(self, run_id: str, after: int, limit: int) -> Page:
-        def body(conn: sqlite3.Connection) -> Page:
-            row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            if row is None:
-                return Page(None, [])
-            rows = conn.execute(
-                "SELECT id, run_id, event, data, created_at FROM events "
-                "WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
-                (run_id, after, limit),
-            )
-            return Page(_run_info(row), [Event(*r) for r in rows])
-
-        return await self._read(body)
+        self._read_ahead.follow(run_id)
+        page = self._read_ahead.take(run_id, after, limit)
+        if page is not None:  # the change feed just read it (see read_ahead)
+            return page
+        return await self._read(lambda conn: read_page(conn, run_id, after, limit))
 
     async def run(self, run_id: str) -> RunInfo | None:
         return (await self.read(run_id, after=0, limit=0)).run
@@ -531,15 +538,21 @@ class SQLiteStorage:
     # --- change feed -----------------------------------------------------------------------
 
     async def changes(self) -> AsyncIterator[list[tuple[str, int]]]:
-        """Yield the runs other processes advanced (see ``change_feed``). The first (empty)
-        yield comes once watching has begun. The feed's failure is raised here; its thread
+        """Yield the runs other processes advanced (see ``change_feed``), offering the pages
+        the feed read ahead to the reads made while the consumer handles them (``read_ahead``).
+        The first (empty) yield comes once watching has begun. The feed's failure is raised here; its thread
         has ended (or is ending) by then, and ``close`` waits for it."""
         if self._closed:
             raise LogClosed()
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[list[tuple[str, int]] | BaseException] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[list[tuple[str, int]], Pages] | BaseException] = asyncio.Queue()
         feed = ChangeFeed(
-            self.path, partial(self._connect, writer=False), self._local_commits, self._poll_interval, self._supervisor
+            self.path,
+            partial(self._connect, writer=False),
+            self._local_commits,
+            self._poll_interval,
+            self._supervisor,
+            self._read_ahead,
         )
         self._feeds.add(feed)
         feed.start(loop, queue.put_nowait)
@@ -550,7 +563,9 @@ class SQLiteStorage:
                     raise self._typed(item) from item
                 if isinstance(item, BaseException):
                     raise item
-                yield item
+                changed, pages = item
+                self._read_ahead.offer(pages)
+                yield changed
         finally:
             feed.stop()
             await feed.join()
