@@ -3,7 +3,6 @@ CLI hands to the server processes through the same variables, so every worker ag
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
@@ -15,7 +14,7 @@ from eventlog import RetentionPolicy
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EVENTLOG_", extra="ignore")
 
-    db: Path = Path("data/eventlog.db")
+    db: str = Field("data/eventlog.db", description="an SQLite file's path, or a postgresql:// URL")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1)
