@@ -38,10 +38,11 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run each test marked ``backends`` that opens ``database`` on every backend."""
+    """Run each test marked ``backends`` that uses ``backend`` (through ``database``, ``log``,
+    a server...) on every backend; module-scoped, so a module's shared server is one per backend."""
     marked = metafunc.definition.get_closest_marker("backends") is not None
-    if marked and "database" in metafunc.fixturenames and not metafunc.definition.get_closest_marker("sqlite_only"):
-        metafunc.parametrize("database", BACKENDS, indirect=True)
+    if marked and "backend" in metafunc.fixturenames and not metafunc.definition.get_closest_marker("sqlite_only"):
+        metafunc.parametrize("backend", BACKENDS, indirect=True, scope="module")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -81,11 +82,22 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "eventlog.db"
 
 
-@pytest.fixture
-def database(request: pytest.FixtureRequest, db_path: Path) -> Path | str:
-    if getattr(request, "param", "sqlite") == "sqlite":
-        return db_path
+@pytest.fixture(scope="module")
+def backend(request: pytest.FixtureRequest) -> str:
+    """``"sqlite"``, or the backend of this case of a test marked ``backends``."""
+    return getattr(request, "param", "sqlite")
+
+
+def new_database(request: pytest.FixtureRequest, backend: str, sqlite_path: Path) -> Path | str:
+    """``sqlite_path``, or a fresh PostgreSQL database's URL."""
+    if backend == "sqlite":
+        return sqlite_path
     return request.getfixturevalue("postgres_cluster").new_database()
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest, backend: str, db_path: Path) -> Path | str:
+    return new_database(request, backend, db_path)
 
 
 @pytest.fixture
