@@ -53,6 +53,7 @@ class PostgresCluster:
         self.log_path = self.dir / "postgres.log"
         self.process: subprocess.Popen[bytes] | None = None
         self._user = "postgres" if os.geteuid() == 0 else None
+        self.paused = False
 
     def _as_user(self, command: list[str]) -> list[str]:
         return ["runuser", "-u", self._user, "--", *command] if self._user else command
@@ -114,14 +115,37 @@ class PostgresCluster:
         """The server's own pid (under root, ``self.process`` is ``runuser``, its parent)."""
         return int((self.data / "postmaster.pid").read_text().split()[0])
 
+    def server_pids(self) -> list[int]:
+        """The postmaster and its children (each backend is a session of its own, so no
+        process group holds them all)."""
+        postmaster = self.postmaster_pid()
+        children = []
+        for stat in glob.glob("/proc/[0-9]*/stat"):
+            try:
+                fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile
+            if int(fields[1]) == postmaster:
+                children.append(int(stat.split("/")[2]))
+        return [postmaster, *children]
+
     def pause(self) -> None:
-        """Freeze every server process (SIGSTOP): a network stall, as clients see it."""
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGSTOP)
+        """Freeze every server process (SIGSTOP; the postmaster first, so it starts no new
+        one): a network stall, as clients see it."""
+        for pid in self.server_pids():
+            os.kill(pid, signal.SIGSTOP)
+        self.paused = True
 
     def resume(self) -> None:
+        for pid in reversed(self.server_pids()):
+            os.kill(pid, signal.SIGCONT)
         assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGCONT)
+        os.kill(self.process.pid, signal.SIGCONT)  # runuser stops itself when its child stops
+        self.paused = False
+
+    def resume_if_paused(self) -> None:
+        if self.paused:
+            self.resume()
 
     def destroy(self) -> None:
         self.stop()

@@ -14,6 +14,7 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.InterfaceError,  # e.g. a connection closed under a pending call
+    asyncpg.InternalClientError,  # a connection that broke mid-operation, met again (its reset)
     asyncpg.CannotConnectNowError,  # starting up or shutting down
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
