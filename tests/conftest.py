@@ -7,6 +7,8 @@ Kept generic on purpose so that transport tests (HTTP, compat) can reuse them:
   ``backends`` (a module's ``pytestmark``), each backend in turn: ``db_path`` and a fresh
   PostgreSQL database's URL (those cases carry the ``postgres`` marker). A test of such a module
   that is about SQLite's file itself is marked ``sqlite_only``.
+- ``another_database``: ``another_database("name.db")`` is one more fresh location of the
+  same backend (a file in ``tmp_path``, or a new PostgreSQL database).
 - ``postgres_cluster``: the session's throwaway PostgreSQL cluster (tests/postgres_server.py).
 - ``log``: an ``EventLog`` opened on ``database`` with default settings, closed afterwards.
 - ``open_log``: a factory ``await open_log(path=None, **options)`` for logs with other options;
@@ -98,6 +100,12 @@ def new_database(request: pytest.FixtureRequest, backend: str, sqlite_path: Path
 @pytest.fixture
 def database(request: pytest.FixtureRequest, backend: str, db_path: Path) -> Path | str:
     return new_database(request, backend, db_path)
+
+
+@pytest.fixture
+def another_database(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Callable[[str], Path | str]:
+    """``another_database("name.db")``: one more fresh log location of the test's backend."""
+    return lambda name: new_database(request, backend, tmp_path / name)
 
 
 @pytest.fixture
