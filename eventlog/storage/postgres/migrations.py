@@ -30,10 +30,17 @@ def postgres_migrations() -> list[Migration]:
 
 async def current_version(conn: asyncpg.Connection, latest: int) -> int:
     """The database's schema version (0 for an empty one). Tables named like ours without the
-    version table belong to another program: NotAnEventLog, before anything is written."""
-    tracked = await conn.fetchval("SELECT to_regclass('eventlog_schema') IS NOT NULL")
-    if not tracked:
-        if await conn.fetchval("SELECT to_regclass('runs') IS NOT NULL OR to_regclass('events') IS NOT NULL"):
+    version table belong to another program: NotAnEventLog, before anything is written.
+
+    The tables are looked up in ``pg_class`` itself (a snapshot of this statement), not with
+    ``to_regclass``: that asks the session's catalog cache, which a table another session
+    created while this one waited for the advisory lock may not have reached yet."""
+    present = set(await conn.fetchval(
+        "SELECT coalesce(array_agg(relname::text), '{}') FROM pg_catalog.pg_class "
+        "WHERE relnamespace = current_schema()::regnamespace AND relname IN ('eventlog_schema', 'runs', 'events')"
+    ))
+    if "eventlog_schema" not in present:
+        if present:
             raise NotAnEventLog("the PostgreSQL database holds tables `runs`/`events` of another program")
         return 0
     version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM eventlog_schema")
