@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     retention_interval: float = Field(1.0, gt=0)
     poll_interval: float = Field(1.0, gt=0, description="fallback for cross-process wake-ups")
     lock_timeout: float = Field(30.0, gt=0, description="seconds a write waits for another process' write lock before 503")
+    pool_size: int = Field(10, ge=1, description="PostgreSQL: connections of each server process")
+    command_timeout: float | None = Field(None, gt=0, description="PostgreSQL: seconds a statement may take before 503 (default: lock_timeout + 5)")
 
     @field_validator("cors_origins", "api_key", "jwt_algorithms", mode="before")
     @classmethod

@@ -118,8 +118,9 @@ async def apply_writes(conn: asyncpg.Connection, requests: list[WriteRequest], n
 
 async def notify(conn: asyncpg.Connection, committed: list[Committed]) -> None:
     """Announce the runs' newest ids to every listening process; delivered at commit, in commit
-    order, and never for a transaction that rolls back."""
-    newest = {change.run_id: change.events[-1].id for change in committed if change.events}
+    order, and never for a transaction that rolls back. A run created without events is
+    announced too (with its newest id, 0): a subscriber elsewhere may be waiting for it."""
+    newest = {change.run_id: change.events[-1].id if change.events else change.previous_last_id for change in committed}
     payload: list[list[object]] = []
     size = 2
     for run_id, last_id in newest.items():
