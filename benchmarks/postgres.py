@@ -9,7 +9,10 @@ temporary directory, ``fsync=on``, 127.0.0.1 on a free port) and removes it afte
 
 1. Append throughput: ``append.bench_eventlog`` (N producers, each awaiting its own durable
    append, one run each) on a fresh SQLite file and on a fresh PostgreSQL database, rounds
-   interleaved, the median round of each; the ratio is PostgreSQL / SQLite.
+   interleaved, the median round of each; the ratio is PostgreSQL / SQLite. The PostgreSQL
+   baselines of the same run: plain asyncpg, one producer doing ``INSERT`` + commit per event
+   (what a naive app does), and ``executemany`` of 100 rows per transaction (near the server's
+   limit for this row shape), both into eventlog's ``events`` table.
 2. SSE end-to-end latency: ``eventlog serve`` on each backend; one ``httpx-sse`` subscriber
    streams a run while this process POSTs ``--rate`` events/s, each stamped with ``time.time()``
    just before its request; latency is receive time minus stamp (p50/p99).
@@ -39,10 +42,41 @@ sys.path.insert(0, str(REPO))
 
 from append import bench_eventlog, median_rate, percentile  # noqa: E402
 
+from eventlog import EventLog  # noqa: E402
 from tests.http.server import ServerProcess  # noqa: E402
 from tests.postgres_server import PostgresCluster, find_bin  # noqa: E402
 
 Database = Path | str
+
+
+async def bench_asyncpg(url: str, seconds: float, warmup: float, batch: int) -> float:
+    """Rows per second of plain asyncpg: ``batch`` rows per transaction, one connection."""
+    import asyncpg
+
+    from append import encode, payload
+
+    async with EventLog.open(url):  # the schema
+        pass
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("CREATE SEQUENCE IF NOT EXISTS bench_ids")
+        done, i = 0, 0
+        start = time.perf_counter()
+        counted_from, count_start = None, 0
+        while True:
+            now = time.perf_counter()
+            if counted_from is None and now - start >= warmup:
+                counted_from, count_start = now, done
+            if counted_from is not None and now - counted_from >= seconds:
+                return (done - count_start) / (now - counted_from)
+            rows = [("bench", "updates", encode(payload(i + k)), time.time()) for k in range(batch)]
+            async with conn.transaction():
+                await conn.executemany(
+                    "INSERT INTO events (id, run_id, event, data, created_at) VALUES (nextval('bench_ids'), $1, $2, $3, $4)", rows
+                )
+            done, i = done + batch, i + batch
+    finally:
+        await conn.close()
 
 
 async def latencies(stream_url: str, post_url: str, rate: float, seconds: float) -> list[float]:
@@ -100,13 +134,20 @@ async def main(args: argparse.Namespace) -> None:
         print("## Append throughput (appends/s, each producer awaiting its durable append; median of rounds)\n")
         print("| producers | SQLite | PostgreSQL | PostgreSQL / SQLite |")
         print("|---|---|---|---|")
+        p1 = 0.0  # eventlog on PostgreSQL with the first producer count (1 by default)
         for producers in args.producers:
             rounds: dict[str, list] = {"sqlite": [], "postgres": []}
             for r in range(args.rounds):
                 rounds["sqlite"].append(await bench_eventlog(folder / f"a-{producers}-{r}.db", args.seconds, args.warmup, producers, 0))
                 rounds["postgres"].append(await bench_eventlog(fresh_pg(), args.seconds, args.warmup, producers, 0))
             s, p = median_rate(rounds["sqlite"]), median_rate(rounds["postgres"])
+            p1 = p1 or p.per_second
             print(f"| {producers} | {s.per_second:,.0f} | {p.per_second:,.0f} | {p.per_second / s.per_second:.2f} |")
+        per_event = await bench_asyncpg(fresh_pg(), args.seconds, args.warmup, 1)
+        batched = await bench_asyncpg(fresh_pg(), args.seconds, args.warmup, 100)
+        print(f"\nPostgreSQL baselines, same run: asyncpg INSERT + commit per event {per_event:,.0f}/s "
+              f"(eventlog@{args.producers[0]} / this: {p1 / per_event:.2f}); asyncpg executemany x100 per transaction {batched:,.0f}/s "
+              f"(eventlog@{args.producers[-1]} / this: {p.per_second / batched:.2f})")
 
         print(f"\n## SSE end-to-end and cross-server wake-up latency (ms, p50 / p99; {args.rate:g} events/s for {args.latency_seconds:g} s)\n")
         print("| backend | same server | POST to A, stream on B | cross / same (p50) |")
