@@ -4,6 +4,7 @@ a typed error, the command line on a URL, export from SQLite into PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,9 @@ def test_the_command_line_on_a_url(postgres_cluster, tmp_path: Path) -> None:  #
     again = eventlog("export", "--db", url)
     assert again.stdout.splitlines()[1:] == exported.stdout.splitlines()[1:]  # the header names each schema
     assert eventlog("migrate", "--db", url).stdout.strip().endswith("already up to date")
+    assert eventlog("append", "--db", url, "job", "updates", '{"n": 3}').returncode == 0
+    tailed = eventlog("tail", "--db", url, "job", "--no-follow", "--json")
+    assert [json.loads(line)["data"] for line in tailed.stdout.splitlines()] == [{"n": 1}, {"n": 2}, {"n": 3}], tailed.stderr
     for command in (["checkpoint", "--db", url], ["vacuum", "--db", url], ["check", url]):
         refused = eventlog(*command)
         assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "PostgreSQL" in refused.stderr, refused.stderr
