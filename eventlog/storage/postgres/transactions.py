@@ -18,7 +18,7 @@ reader passes without noticing (holes are not gaps: ``trimmed_through`` alone re
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from itertools import groupby
 
 import asyncpg
@@ -112,27 +112,25 @@ async def apply_writes(conn: asyncpg.Connection, requests: list[WriteRequest], n
                 group_outcomes, notices = await _apply(conn, part, now)
             outcomes += group_outcomes
             committed += notices
-    await notify(conn, committed)
     return outcomes, committed
 
 
-async def notify(conn: asyncpg.Connection, committed: list[Committed]) -> None:
-    """Announce the runs' newest ids to every listening process; delivered at commit, in commit
-    order, and never for a transaction that rolls back. A run created without events is
-    announced too (with its newest id, 0): a subscriber elsewhere may be waiting for it."""
+def notify_payloads(committed: list[Committed]) -> list[str]:
+    """The NOTIFY payloads announcing the runs' newest ids to every listening process (delivered
+    at commit, in commit order, never for a transaction that rolls back), each under
+    PostgreSQL's size limit. A run created without events is announced too (with its newest
+    id, 0): a subscriber elsewhere may be waiting for it."""
     newest = {change.run_id: change.events[-1].id if change.events else change.previous_last_id for change in committed}
-    payload: list[list[object]] = []
+    payloads: list[list[list[object]]] = [[]]
     size = 2
     for run_id, last_id in newest.items():
-        entry = [run_id, last_id]
         entry_size = len(run_id) + 24
-        if payload and size + entry_size > MAX_PAYLOAD:
-            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps(payload, separators=(",", ":")))
-            payload, size = [], 2
-        payload.append(entry)
+        if payloads[-1] and size + entry_size > MAX_PAYLOAD:
+            payloads.append([])
+            size = 2
+        payloads[-1].append([run_id, last_id])
         size += entry_size
-    if payload:
-        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps(payload, separators=(",", ":")))
+    return [json.dumps(payload, separators=(",", ":")) for payload in payloads if payload]
 
 
 async def _apply(conn: asyncpg.Connection, requests: list[WriteRequest], now: float) -> Outcomes:
@@ -168,48 +166,75 @@ async def _apply(conn: asyncpg.Connection, requests: list[WriteRequest], now: fl
             outcomes[index] = RunEnded(outcome.run_id, outcome.reason, ended.end_id)
 
     touched = {run_id: state for run_id, state in batch.states.items() if state is not None and state.touched}
-    await _save(conn, touched, events, [run_id for run_id, state in states.items() if state is None and run_id not in touched])
-    if batch.new_keys:
-        await conn.execute(
-            "INSERT INTO idempotency_keys (run_id, key, fingerprint, ids, created_at) "
-            "SELECT r, k, f, i, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(r, k, f, i)",
-            *zip(*((r, k, f, json.dumps(i)) for r, k, f, i in batch.new_keys)), now,
-        )
+    notices = _notices(touched, events)
+    unused = [run_id for run_id, state in states.items() if state is None and run_id not in touched]
+    keys = [(r, k, f, json.dumps(i)) for r, k, f, i in batch.new_keys]
+    await _save(conn, touched, events, notices, unused=unused, keys=keys, now=now)
     for index, (request, plan) in enumerate(zip(requests, plans)):
         if plan == "created":
             outcomes[index] = _info(request.run_id, batch.states[request.run_id])  # type: ignore[arg-type]
-    return outcomes, _notices(touched, events)
+    return outcomes, notices
+
+
+_SAVE = """
+WITH new_events AS (
+    INSERT INTO events (id, run_id, event, data, created_at)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::float8[])
+), saved_runs AS (
+    UPDATE runs SET created_at = s.created_at, metadata = s.metadata, event_count = s.event_count,
+        total_bytes = s.total_bytes, last_id = s.last_id, end_id = s.end_id, end_reason = s.end_reason,
+        ended_at = s.ended_at, trimmed_through = coalesce(s.trimmed_through, runs.trimmed_through)
+    FROM unnest($6::text[], $7::float8[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],
+                $12::bigint[], $13::text[], $14::float8[], $15::bigint[])
+        AS s(run_id, created_at, metadata, event_count, total_bytes, last_id, end_id, end_reason, ended_at, trimmed_through)
+    WHERE runs.run_id = s.run_id
+), unused_runs AS (
+    DELETE FROM runs WHERE run_id = ANY($16::text[])
+), new_keys AS (
+    INSERT INTO idempotency_keys (run_id, key, fingerprint, ids, created_at)
+    SELECT r, k, f, i, $21 FROM unnest($17::text[], $18::text[], $19::text[], $20::text[]) AS t(r, k, f, i)
+)
+SELECT pg_notify('""" + CHANNEL + """', payload) FROM unnest($22::text[]) AS payload
+"""
+"""Everything a group of requests writes, in one statement (one round trip): each part is a
+no-op for empty arrays. The parts touch different rows (the placeholders removed are runs not
+written), so running them on one snapshot, as PostgreSQL does, is sound."""
+
+
+def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object]]:
+    """``rows`` as ``width`` column arrays, for ``unnest``."""
+    return [list(column) for column in zip(*rows)] if rows else [[] for _ in range(width)]
 
 
 async def _save(
     conn: asyncpg.Connection,
     states: dict[str, _RunState],
     events: list[Event],
-    unused: list[str],
+    notices: list[Committed],
+    *,
+    unused: Sequence[str] = (),
     trimmed: dict[str, int] | None = None,
+    keys: Sequence[tuple[str, str, str, str]] = (),
+    now: float = 0.0,
 ) -> None:
     """Insert ``events``, write the runs' rows as ``states`` hold them (their rows exist: see
-    ``_lock_runs``) and remove the placeholders of runs left ``unused``. ``trimmed_through`` is
-    written from ``trimmed`` (an import's new runs) only: retention alone moves it otherwise."""
-    if events:
-        await conn.execute(
-            "INSERT INTO events (id, run_id, event, data, created_at) "
-            "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::float8[])",
-            *zip(*((e.id, e.run_id, e.event, e.data_json, e.created_at) for e in events)),
-        )
-    if states:
-        await conn.executemany(
-            "UPDATE runs SET created_at = $2, metadata = $3, event_count = $4, total_bytes = $5, last_id = $6, "
-            "end_id = $7, end_reason = $8, ended_at = $9, trimmed_through = coalesce($10, trimmed_through) "
-            "WHERE run_id = $1",
-            [
-                (run_id, s.created_at, s.metadata_json, s.event_count, s.total_bytes, s.last_id,
-                 s.end_id, s.end_reason, s.ended_at, (trimmed or {}).get(run_id))
-                for run_id, s in states.items()
-            ],
-        )
-    if unused:
-        await conn.execute("DELETE FROM runs WHERE run_id = ANY($1::text[])", unused)
+    ``_lock_runs``), remove the placeholders of runs left ``unused``, store the idempotency
+    ``keys`` (run, key, fingerprint, JSON ids) made ``now`` and announce ``notices``.
+    ``trimmed_through`` is written from ``trimmed`` (an import's new runs) only: retention alone
+    moves it otherwise."""
+    runs = [
+        (run_id, s.created_at, s.metadata_json, s.event_count, s.total_bytes, s.last_id,
+         s.end_id, s.end_reason, s.ended_at, (trimmed or {}).get(run_id))
+        for run_id, s in states.items()
+    ]
+    await conn.execute(
+        _SAVE,
+        *_columns([(e.id, e.run_id, e.event, e.data_json, e.created_at) for e in events], 5),
+        *_columns(runs, 10),
+        list(unused),
+        *_columns(keys, 4), now,
+        notify_payloads(notices),
+    )
 
 
 # --- import ------------------------------------------------------------------------------------
@@ -268,10 +293,11 @@ async def import_rows(conn: asyncpg.Connection, request: ImportRows, now: float)
         if taken is not None:
             raise _Refused(InvalidInput(f"event id {taken} is already stored"))
     new_runs = {run.run_id for run in request.runs}
-    await _save(conn, states, rows, [], {r: t for r, t in trimmed.items() if r in new_runs})
+    notices = _notices(states, rows)
+    await _save(conn, states, rows, notices, trimmed={r: t for r, t in trimmed.items() if r in new_runs})
     if not request.remap:
         await reserve(conn, max([request.reserve_through, *ids]))
-    return ids, _notices(states, rows)
+    return ids, notices
 
 
 async def reserve(conn: asyncpg.Connection, through: int) -> None:
