@@ -99,8 +99,10 @@ class PostgresCluster:
         ).stdout
 
     def new_database(self) -> str:
+        """A fresh, empty database's URL. Copied from template0, which accepts no connections:
+        an autovacuum worker on template1 would make CREATE DATABASE fail or wait."""
         name = f"t_{uuid.uuid4().hex[:12]}"
-        self.psql(f"CREATE DATABASE {name}")
+        self.psql(f"CREATE DATABASE {name} TEMPLATE template0")
         return self.url(name)
 
     def stop(self, mode: str = "fast") -> None:

@@ -59,6 +59,14 @@ _RUN_COLUMNS = (
     "last_id, trimmed_through, end_id, end_reason, ended_at"
 )
 _EVENT_COLUMNS = "id, run_id, event, data, created_at"
+_READ = (
+    f"SELECT {_RUN_COLUMNS}, page.ids, page.names, page.data, page.times FROM runs LEFT JOIN LATERAL ("
+    "  SELECT array_agg(id ORDER BY id) AS ids, array_agg(event ORDER BY id) AS names,"
+    "         array_agg(data ORDER BY id) AS data, array_agg(created_at ORDER BY id) AS times"
+    "  FROM (SELECT id, event, data, created_at FROM events WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3) AS e"
+    ") AS page ON true WHERE runs.run_id = $1"
+)
+"""A page of a run: its row and its events after a cursor, in one statement (one snapshot)."""
 
 
 def _run_info(row: asyncpg.Record) -> RunInfo:
@@ -182,15 +190,6 @@ class PostgresStorage:
                 raise typed(exc, self._command_timeout) from exc
             raise
 
-    async def _read(self, body: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run ``body`` in one read-only snapshot (every query in it sees the same commits)."""
-
-        async def snapshot(conn: asyncpg.Connection) -> T:
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                return await body(conn)
-
-        return await self._call(snapshot)
-
     async def _transact(self, body: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``body`` in a write transaction of its own (not grouped)."""
 
@@ -274,19 +273,13 @@ class PostgresStorage:
     # --- reads -----------------------------------------------------------------------------
 
     async def read(self, run_id: str, after: int, limit: int) -> Page:
-        async def body(conn: asyncpg.Connection) -> Page:
-            row = await conn.fetchrow(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = $1", run_id)
-            if row is None:
-                return Page(None, [])
-            if limit <= 0:
-                return Page(_run_info(row), [])
-            rows = await conn.fetch(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-                run_id, after, limit,
-            )
-            return Page(_run_info(row), _events(rows))
-
-        return await self._read(body)
+        """One statement, so one snapshot (and one round trip): the run's row with its events
+        after ``after`` as arrays."""
+        row = await self._call(lambda conn: conn.fetchrow(_READ, run_id, after, max(limit, 0)))
+        if row is None:
+            return Page(None, [])
+        ids, names, data, times = (column or [] for column in row[11:])
+        return Page(_run_info(row[:11]), [Event(i, run_id, n, d, t) for i, n, d, t in zip(ids, names, data, times)])
 
     async def run(self, run_id: str) -> RunInfo | None:
         return (await self.read(run_id, after=0, limit=0)).run
@@ -307,7 +300,7 @@ class PostgresStorage:
             clauses.append(f"run_id ~ ANY(${len(params)}::text[])")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY created_at DESC, run_id LIMIT $1 OFFSET $2"
-        return await self._read(lambda conn: self._infos(conn, sql, params))
+        return await self._call(lambda conn: self._infos(conn, sql, params))
 
     @staticmethod
     async def _infos(conn: asyncpg.Connection, sql: str, params: list[Any]) -> list[RunInfo]:
@@ -324,7 +317,7 @@ class PostgresStorage:
             policy.max_bytes if policy.max_bytes is not None else 2**62,
             now - policy.max_age if policy.max_age is not None else float("-inf"),
         )
-        return await self._read(lambda conn: self._column(conn, sql, params))
+        return await self._call(lambda conn: self._column(conn, sql, params))
 
     @staticmethod
     async def _column(conn: asyncpg.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
@@ -339,7 +332,7 @@ class PostgresStorage:
         async def body(conn: asyncpg.Connection) -> list[tuple[str, int]]:
             return [(row[0], row[1]) for row in await conn.fetch(sql, idle_before)]
 
-        return await self._read(body)
+        return await self._call(body)
 
     async def stats(self) -> dict[str, Any]:
         async def body(conn: asyncpg.Connection) -> dict[str, Any]:
@@ -348,7 +341,7 @@ class PostgresStorage:
             )
             return {"runs": runs, "events": int(events), "bytes": int(size)}
 
-        return await self._read(body)
+        return await self._call(body)
 
     async def health(self) -> None:
         await self._call(lambda conn: conn.fetchval("SELECT 1"))
