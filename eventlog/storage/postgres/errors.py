@@ -4,6 +4,8 @@ a JSON body) learn what happened without knowing the driver."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import asyncpg
 
@@ -47,3 +49,14 @@ def typed(exc: BaseException, timeout: float) -> EventLogError:
         error = StorageError(f"storage error: {type(exc).__name__}: {exc}")
     error.__cause__ = exc
     return error
+
+
+@contextmanager
+def typed_failures(timeout: float) -> Iterator[None]:
+    """Raise the database failures of the block as ``typed`` errors (others as they are)."""
+    try:
+        yield
+    except Exception as exc:
+        if is_database_failure(exc):
+            raise typed(exc, timeout) from exc
+        raise

@@ -39,7 +39,7 @@ from eventlog.storage.base import (
 from eventlog.storage.change_feed import LocalCommits
 from eventlog.storage.globs import postgres_regex
 from eventlog.storage.postgres import transactions
-from eventlog.storage.postgres.errors import RETRYABLE, UNREACHABLE, is_database_failure, typed
+from eventlog.storage.postgres.errors import RETRYABLE, UNREACHABLE, typed, typed_failures
 from eventlog.storage.postgres.listen import listen
 from eventlog.storage.postgres.migrations import migrate
 from eventlog.storage.writer import GroupCommit
@@ -98,10 +98,11 @@ class PoolWriter:
 
     async def _run(self, job: Callable[[asyncpg.Connection], Awaitable[T]], on_done: Callable[[T | None, BaseException | None], None]) -> None:
         try:
-            async with self._connection() as conn:
-                result = await job(conn)
+            with typed_failures(self._timeout):
+                async with self._connection() as conn:
+                    result = await job(conn)
         except Exception as exc:
-            on_done(None, typed(exc, self._timeout) if is_database_failure(exc) else exc)
+            on_done(None, exc)
         else:
             on_done(result, None)
 
@@ -149,17 +150,13 @@ class PostgresStorage:
 
     async def open(self) -> None:
         """Create the pool and bring the schema up to date (once, whichever server is first)."""
-        try:
+        with typed_failures(self._command_timeout):
             self._pool = await asyncpg.create_pool(
                 self.dsn, min_size=1, max_size=self._pool_size, timeout=self._connect_timeout,
                 command_timeout=self._command_timeout, server_settings=self._server_settings(),
             )
             async with self._connection() as conn:
                 self._versions = await migrate(conn)
-        except Exception as exc:
-            if is_database_failure(exc):
-                raise typed(exc, self._command_timeout) from exc
-            raise
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -182,13 +179,9 @@ class PostgresStorage:
         """Run ``body`` on a pooled connection, its database failures typed."""
         if self._closed:
             raise LogClosed()
-        try:
+        with typed_failures(self._command_timeout):
             async with self._connection() as conn:
                 return await body(conn)
-        except Exception as exc:
-            if is_database_failure(exc):
-                raise typed(exc, self._command_timeout) from exc
-            raise
 
     async def _transact(self, body: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``body`` in a write transaction of its own (not grouped)."""
@@ -358,14 +351,10 @@ class PostgresStorage:
         if self._closed:
             raise LogClosed()
         async with contextlib.AsyncExitStack() as stack:
-            try:
+            with typed_failures(self._command_timeout):
                 conn = await stack.enter_async_context(self._connection())
                 await stack.enter_async_context(conn.transaction(isolation="repeatable_read", readonly=True))
                 dump = await self._begin_dump(conn, run_ids, page_rows)
-            except Exception as exc:
-                if is_database_failure(exc):
-                    raise typed(exc, self._command_timeout) from exc
-                raise
             try:
                 yield dump
             finally:
@@ -387,7 +376,7 @@ class PostgresStorage:
     async def _pages(self, conn: asyncpg.Connection, order: list[str], page_rows: int) -> AsyncIterator[list[RunInfo | Event]]:
         """Each run's row, then its events in id order, ``page_rows`` items at a time."""
         items: list[RunInfo | Event] = []
-        try:
+        with typed_failures(self._command_timeout):
             for run_id in order:
                 items.append(_run_info(await conn.fetchrow(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = $1", run_id)))
                 after = 0
@@ -407,10 +396,6 @@ class PostgresStorage:
                     after = rows[-1]["id"]
             if items:
                 yield items
-        except Exception as exc:
-            if is_database_failure(exc):
-                raise typed(exc, self._command_timeout) from exc
-            raise
 
     async def checkpoint(self) -> Resized:
         raise NotSupported("checkpoint is SQLite file maintenance; PostgreSQL checkpoints on its own")
@@ -426,16 +411,15 @@ class PostgresStorage:
             raise LogClosed()
 
         async def connect() -> asyncpg.Connection:
-            return await asyncpg.connect(self.dsn, timeout=self._connect_timeout, server_settings=self._server_settings())
+            return await asyncpg.connect(
+                self.dsn, timeout=self._connect_timeout, command_timeout=self._command_timeout,
+                server_settings=self._server_settings(),
+            )
 
-        try:
+        with typed_failures(self._command_timeout):
             async with contextlib.aclosing(listen(connect, self._local_commits, self._poll_interval, self._command_timeout)) as feed:
                 async for changed in feed:
                     yield changed
-        except Exception as exc:
-            if is_database_failure(exc):
-                raise typed(exc, self._command_timeout) from exc
-            raise
 
     async def close(self) -> None:
         """Commit what was submitted, then close the pool. Idempotent."""
