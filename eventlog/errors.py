@@ -112,6 +112,21 @@ class DatabaseCorrupt(StorageError):
     code = "database_corrupt"
 
 
+class DatabaseUnavailable(StorageError):
+    """The database server (PostgreSQL) cannot be reached, is restarting, or did not answer
+    within the configured timeout. Nothing of this call was acknowledged; a retry (with the same
+    idempotency key) is safe once it is back."""
+
+    code = "database_unavailable"
+
+
+class NotSupported(EventLogError):
+    """The operation does not apply to this backend (``checkpoint``, ``vacuum`` and ``eventlog
+    check`` are SQLite file maintenance; PostgreSQL does its own)."""
+
+    code = "not_supported"
+
+
 class NotWritable(EventLogError):
     """The file, or the directory that must hold its ``-wal`` and ``-shm`` files, cannot be
     written: a read-only filesystem or missing permissions. Nothing was changed."""

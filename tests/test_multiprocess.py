@@ -11,8 +11,12 @@ from collections import defaultdict
 from contextlib import aclosing
 from pathlib import Path
 
+import pytest
+
 from eventlog import End, Event, EventLog, Heartbeat
 from eventlog.storage.migrations import load_migrations
+
+pytestmark = pytest.mark.backends
 
 
 async def spawn(*args: str) -> asyncio.subprocess.Process:
@@ -21,7 +25,7 @@ async def spawn(*args: str) -> asyncio.subprocess.Process:
     )
 
 
-async def test_writers_in_several_processes_and_a_live_reader(open_log, db_path: Path, helper_script) -> None:
+async def test_writers_in_several_processes_and_a_live_reader(open_log, database: Path | str, helper_script) -> None:
     writers, tasks, per_task = 3, 2, 250
     log = await open_log(poll_interval=30)  # wake-ups from the other processes come from the file watch
     await log.append("shared", "metadata", {"w": -1, "t": 0, "seq": 0})  # the run exists: the reader seeds a tail
@@ -44,7 +48,7 @@ async def test_writers_in_several_processes_and_a_live_reader(open_log, db_path:
     reader = asyncio.create_task(read())
     start_at = time.time() + 1.0
     procs = [
-        await spawn(*helper_script("mp_writer"), str(db_path), "shared", str(w), str(tasks), str(per_task), str(start_at))
+        await spawn(*helper_script("mp_writer"), str(database), "shared", str(w), str(tasks), str(per_task), str(start_at))
         for w in range(writers)
     ]
 
@@ -80,13 +84,13 @@ async def test_writers_in_several_processes_and_a_live_reader(open_log, db_path:
     assert [e.id for e in stored] == [*ids, end_id]
 
 
-async def test_cross_process_wakeup(open_log, db_path: Path, helper_script) -> None:
+async def test_cross_process_wakeup(open_log, database: Path | str, helper_script) -> None:
     """poll_interval=30: only the file watch can deliver another process' commit quickly."""
     log = await open_log(poll_interval=30)
     first = await log.append("run", "updates", {"n": -1})
     async with aclosing(log.subscribe("run", after=None, heartbeat=None)) as sub:
         assert (await anext(sub)).id == first  # at the live edge now
-        proc = await spawn(*helper_script("append_events"), str(db_path), "run", "3", "0.3")
+        proc = await spawn(*helper_script("append_events"), str(database), "run", "3", "0.3")
         try:
             for n in range(3):
                 item = await asyncio.wait_for(anext(sub), 10)
@@ -100,14 +104,14 @@ async def test_cross_process_wakeup(open_log, db_path: Path, helper_script) -> N
         assert proc.returncode == 0, err.decode()
 
 
-async def test_cross_process_wakeup_for_a_run_created_elsewhere(open_log, db_path: Path, helper_script) -> None:
+async def test_cross_process_wakeup_for_a_run_created_elsewhere(open_log, database: Path | str, helper_script) -> None:
     log = await open_log(poll_interval=30)
     await log.append("unrelated", "x", 0)  # the file exists
     async with aclosing(log.subscribe("elsewhere", after=None, heartbeat=None)) as sub:
         pending = asyncio.ensure_future(anext(sub))
         await asyncio.sleep(0.2)
         assert not pending.done()
-        proc = await spawn(*helper_script("append_events"), str(db_path), "elsewhere", "1", "0")
+        proc = await spawn(*helper_script("append_events"), str(database), "elsewhere", "1", "0")
         out, err = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 0, err.decode()
         line = json.loads(out.decode().splitlines()[0])
@@ -115,7 +119,7 @@ async def test_cross_process_wakeup_for_a_run_created_elsewhere(open_log, db_pat
         assert isinstance(item, Event) and item.id == line["id"]
 
 
-async def test_end_from_another_process_reaches_the_subscriber(open_log, db_path: Path) -> None:
+async def test_end_from_another_process_reaches_the_subscriber(open_log, database: Path | str) -> None:
     log = await open_log(poll_interval=30)
     await log.append("run", "x", 0)
     async with aclosing(log.subscribe("run", after=None, heartbeat=None)) as sub:
@@ -129,7 +133,7 @@ async def test_end_from_another_process_reaches_the_subscriber(open_log, db_path
             "        print(await log.end('run', reason='remote'))\n"
             "asyncio.run(main())\n"
         )
-        proc = await spawn(sys.executable, "-c", code, str(db_path))
+        proc = await spawn(sys.executable, "-c", code, str(database))
         out, err = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 0, err.decode()
         end_id = int(out.decode())

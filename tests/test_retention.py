@@ -11,6 +11,8 @@ import pytest
 
 from eventlog import End, EventLog, RetentionPolicy
 
+pytestmark = pytest.mark.backends
+
 
 async def open_with(open_log, **policy) -> EventLog:
     # A long interval: passes run when the test says so (the start-up pass finds nothing to do).
@@ -222,10 +224,10 @@ async def test_retention_keeps_appending_producers_correct(open_log) -> None:
     assert info is not None and info.trimmed_through == produced[-21]
 
 
-async def test_abandoned_runs_are_ended_so_no_reader_waits_forever(db_path: Path) -> None:
+async def test_abandoned_runs_are_ended_so_no_reader_waits_forever(database: Path | str) -> None:
     """A producer that crashed never ends its run: after ``abandon_after`` seconds without an
     event the janitor ends it with reason "abandoned", and tailing readers get End."""
-    async with EventLog.open(db_path, retention=RetentionPolicy(abandon_after=60), retention_interval=3600) as log:
+    async with EventLog.open(database, retention=RetentionPolicy(abandon_after=60), retention_interval=3600) as log:
         await log.append("crashed", "updates", 1)
         await log.append("busy", "updates", 1)
         await log.create_run("never-started")
@@ -251,13 +253,13 @@ async def test_abandoned_runs_are_ended_so_no_reader_waits_forever(db_path: Path
         assert (await log.apply_retention(now=now + 240)).abandoned_runs == []  # ended stays ended
 
 
-async def test_a_run_that_moves_on_is_not_abandoned(db_path: Path) -> None:
+async def test_a_run_that_moves_on_is_not_abandoned(database: Path | str) -> None:
     """The janitor's end is conditional on the newest id it saw: an event that lands between
     finding the run idle and ending it keeps the run open."""
     from eventlog import RunActive
     from eventlog.storage.base import EndRun
 
-    async with EventLog.open(db_path) as log:
+    async with EventLog.open(database) as log:
         first = await log.append("racy", "updates", 1)
         await log.append("racy", "updates", 2)
         with pytest.raises(RunActive):

@@ -17,7 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventlog import EventLog, InvalidInput
-from eventlog.storage.globs import sqlite_glob
+from eventlog.storage.globs import postgres_regex, sqlite_glob
+
+pytestmark = pytest.mark.backends
 
 GLOB_ALPHABET = "ab-]![^*?\\.:_Az0\u00e9"
 RUN_IDS = ["a", "b", "ab", "a-b", "a.b", "a:b", "a_b", "A", "z", "0", "a0", "-", ".", ":", "_", "ba", "aab", "zz9", "A-z", "b-a"]
@@ -40,13 +42,34 @@ def test_translation_matches_what_fnmatchcase_matches(glob: str, text: str, tmp_
             assert matched == fnmatch.fnmatchcase(candidate, glob), (glob, pattern, candidate)
 
 
-async def opened(path: Path) -> EventLog:
+@pytest.mark.postgres
+def test_the_postgres_translation_matches_what_fnmatchcase_matches(postgres_cluster) -> None:  # type: ignore[no-untyped-def]
+    """The same property for PostgreSQL's regular expressions (``~``), on one connection."""
+    import asyncpg
+
+    with asyncio.Runner() as runner:
+        conn = runner.run(asyncpg.connect(postgres_cluster.url()))
+        try:
+            @settings(max_examples=1000, deadline=None)
+            @given(glob=globs, text=st.text(GLOB_ALPHABET + "\n", max_size=6))
+            def check(glob: str, text: str) -> None:
+                pattern = postgres_regex(glob)
+                for candidate in (text, glob, *GLOB_ALPHABET):
+                    matched = pattern is not None and runner.run(conn.fetchval("SELECT $1 ~ $2", candidate, pattern))
+                    assert matched == fnmatch.fnmatchcase(candidate, glob), (glob, pattern, candidate)
+
+            check()
+        finally:
+            runner.run(conn.close())
+
+
+async def opened(path: Path | str) -> EventLog:
     return await EventLog.open(path)
 
 
-def test_runs_by_globs_page_before_limit(tmp_path: Path) -> None:
+def test_runs_by_globs_page_before_limit(database: Path | str) -> None:
     with asyncio.Runner() as runner:
-        log = runner.run(opened(tmp_path / "runs.db"))
+        log = runner.run(opened(database))
         try:
             for run_id in RUN_IDS:
                 runner.run(log.create_run(run_id))
@@ -68,10 +91,10 @@ def test_runs_by_globs_page_before_limit(tmp_path: Path) -> None:
             runner.run(log.close())
 
 
-def test_a_token_with_thousands_of_globs_lists_its_runs(tmp_path: Path) -> None:
+def test_a_token_with_thousands_of_globs_lists_its_runs(database: Path | str) -> None:
     """More globs than SQLite's expression depth limit (1000) would allow in a chain of ORs."""
     with asyncio.Runner() as runner:
-        log = runner.run(opened(tmp_path / "many.db"))
+        log = runner.run(opened(database))
         try:
             for run_id in ("job-1", "job-2", "other"):
                 runner.run(log.create_run(run_id))

@@ -11,6 +11,8 @@ import pytest
 
 from eventlog import End, Event, EventLog, Gap, Heartbeat, LogClosed, RetentionPolicy, RunNotFound
 
+pytestmark = pytest.mark.backends
+
 
 def ids(items) -> list[int]:
     return [item.id for item in items if isinstance(item, Event)]
@@ -181,8 +183,8 @@ async def test_deleted_run_subscriber_does_not_see_stale_events(log: EventLog, c
         assert ids(items) == [fresh]
 
 
-async def test_subscriber_ends_when_the_log_closes(db_path) -> None:
-    log = await EventLog.open(db_path)
+async def test_subscriber_ends_when_the_log_closes(database) -> None:
+    log = await EventLog.open(database)
     await log.append("run", "x", 1)
     got: list = []
 
@@ -324,7 +326,7 @@ async def test_no_lost_wakeup_hammer(log: EventLog, collect) -> None:
             assert ids(result) == produced, (iteration, ids(result), produced)
 
 
-async def test_no_lost_wakeup_with_a_second_connection(open_log, db_path, collect) -> None:
+async def test_no_lost_wakeup_with_a_second_connection(open_log, database, collect) -> None:
     """The producer writes through another EventLog on the same file: the wake-up comes through
     the cross-process path (file watch + change feed), which must not lose it either."""
     reader = await open_log(poll_interval=30)

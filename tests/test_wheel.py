@@ -76,8 +76,9 @@ def test_the_wheel_holds_every_module_migration_and_inspector_file(wheel: Path) 
     shipped = [p for pattern in ("*.py", "*.html", "*.js", "*.css") for p in (REPO / "eventlog").rglob(pattern)]
     modules = {p.relative_to(REPO).as_posix() for p in shipped}
     assert any(name.endswith(".js") for name in modules), "no inspector files found in the repo?"
-    migrations = {f"eventlog/migrations/{p.name}" for p in (REPO / "migrations").glob("*.sql")}
+    migrations = {f"eventlog/migrations/{p.relative_to(REPO / 'migrations').as_posix()}" for p in (REPO / "migrations").rglob("*.sql")}
     assert migrations, "no migrations in the repo?"
+    assert any(m.startswith("eventlog/migrations/postgresql/") for m in migrations), "no PostgreSQL migrations?"
     assert modules <= names, sorted(modules - names)
     assert migrations <= names, sorted(migrations - names)
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/"))]

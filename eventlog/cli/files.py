@@ -20,8 +20,8 @@ import typer
 from eventlog.cli.app import app, fail
 from eventlog.cli.local import check_path, on_file, open_file
 
-DbOption = Annotated[Path, typer.Option("--db", envvar="EVENTLOG_DB", help="The eventlog file.")]
-DEFAULT_DB = Path("data/eventlog.db")
+DbOption = Annotated[str, typer.Option("--db", envvar="EVENTLOG_DB", help="The eventlog file, or a postgresql:// URL.")]
+DEFAULT_DB = "data/eventlog.db"
 ProgressOption = Annotated[
     Optional[bool],
     typer.Option("--progress/--no-progress", help="A progress bar on stderr (default: when stderr is a terminal)."),
@@ -54,7 +54,7 @@ def progress_bar(label: str, enabled: bool | None) -> Iterator[Bar]:
 
 @app.command()
 def check(
-    path: Annotated[Path, typer.Argument(help="The eventlog file to check.")],
+    path: Annotated[str, typer.Argument(help="The eventlog file to check.")],
     quick: Annotated[bool, typer.Option("--quick", help="PRAGMA quick_check: faster, skips the index cross-checks.")] = False,
 ) -> None:
     """Check a log file without changing it: integrity, schema version, counts, sizes.

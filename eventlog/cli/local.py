@@ -37,12 +37,16 @@ def check_path(db: Path, *, create: bool) -> None:
 
 
 @asynccontextmanager
-async def open_file(db: Path, *, create: bool = False) -> AsyncIterator[EventLog]:
-    """The log at ``db`` for one command: refused in one line when it cannot be one, and opened
-    without background retention (no idempotency keys expire behind the command's back)."""
+async def open_file(db: Path | str, *, create: bool = False) -> AsyncIterator[EventLog]:
+    """The log at ``db`` (a path, or a PostgreSQL URL) for one command: refused in one line when
+    it cannot be one, and opened without background retention (no idempotency keys expire
+    behind the command's back)."""
     from eventlog import EventLog, RetentionPolicy
+    from eventlog.storage.postgres import is_postgres_url
 
-    check_path(db, create=create)
+    if not is_postgres_url(db):
+        db = Path(db)
+        check_path(db, create=create)
     # A fault the library logs (a corrupt page met) is also raised: its one line says it all.
     quiet = logging.NullHandler()
     logging.getLogger("eventlog").addHandler(quiet)
@@ -53,7 +57,7 @@ async def open_file(db: Path, *, create: bool = False) -> AsyncIterator[EventLog
         logging.getLogger("eventlog").removeHandler(quiet)
 
 
-def on_file(db: Path, use: Callable[[EventLog], Awaitable[T]]) -> T:
+def on_file(db: Path | str, use: Callable[[EventLog], Awaitable[T]]) -> T:
     """Run ``use`` on the existing log at ``db`` (see ``open_file``) and return what it returns:
     the whole of a command that does one thing to a file."""
 

@@ -22,13 +22,14 @@ import typer
 from eventlog import End, Event, EventLog, Gap, RunInfo, RunNotFound
 from eventlog.cli.app import TokenOption, UrlOption, app, fail
 from eventlog.cli.local import check_path, open_file
+from eventlog.storage.postgres import is_postgres_url
 
 if TYPE_CHECKING:  # the client (httpx) is imported only by the commands that use it
     from eventlog.client import AsyncClient, StreamedEvent
 
     Source = Union[EventLog, AsyncClient]
 
-DbOption = Annotated[Optional[Path], typer.Option("--db", help="A local eventlog file (instead of --url).")]
+DbOption = Annotated[Optional[str], typer.Option("--db", help="A local eventlog file, or a postgresql:// URL (instead of --url).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
 RETRY_DEADLINE = 10.0
 """Seconds a command retries an unreachable server: long enough for a restart, short enough
@@ -47,13 +48,13 @@ class Status(str, Enum):
 class Target:
     """The log file or the server the user named."""
 
-    db: Path | None
+    db: Path | str | None
     url: str | None
     token: str | None
     retry_deadline: float
 
     @classmethod
-    def chosen(cls, ctx: typer.Context, db: Path | None, url: str | None, token: str | None,
+    def chosen(cls, ctx: typer.Context, db: str | None, url: str | None, token: str | None,
                retry_deadline: float, *, must_exist: bool) -> Target:
         """Exactly one of ``--db`` and ``--url`` (an ``EVENTLOG_URL`` in the environment yields
         to an explicit ``--db``). ``must_exist``: refuse a missing file rather than create one
@@ -62,9 +63,11 @@ class Target:
             url = None
         if (db is None) == (url is None):
             fail("give exactly one of --db PATH (a local file) or --url URL (a server)", 2)
-        if db is not None:
-            check_path(db, create=not must_exist)
-        return cls(db, url, token, retry_deadline)
+        location: Path | str | None = db
+        if db is not None and not is_postgres_url(db):
+            location = Path(db)
+            check_path(location, create=not must_exist)
+        return cls(location, url, token, retry_deadline)
 
     @asynccontextmanager
     async def open(self) -> AsyncIterator[Source]:

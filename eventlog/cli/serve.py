@@ -8,7 +8,6 @@ import os
 import re
 import socket
 import sys
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -27,7 +26,7 @@ def is_loopback(host: str) -> bool:
 
 @app.command()
 def serve(
-    db: Annotated[Optional[Path], typer.Option(help="SQLite file (created when missing). [env: EVENTLOG_DB]")] = None,
+    db: Annotated[Optional[str], typer.Option(help="SQLite file (created when missing), or a postgresql:// URL. [env: EVENTLOG_DB]")] = None,
     host: Annotated[Optional[str], typer.Option(help="Address to bind. [env: EVENTLOG_HOST]")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port to bind. [env: EVENTLOG_PORT]")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes sharing the file. [env: EVENTLOG_WORKERS]")] = None,
@@ -63,10 +62,11 @@ def serve(
     ])
 
 
-async def probe_file(db: Path) -> None:
+async def probe_file(db: str) -> None:
     """Open the log once and close it, before any server starts: a file that is no log, a newer
-    one, corrupt or not writable is refused in one line (unchanged), where each worker would
-    otherwise fail at startup with a traceback. A missing file is created (and set up) here."""
+    one, corrupt or not writable (or a PostgreSQL database that cannot be reached) is refused in
+    one line (unchanged), where each worker would otherwise fail at startup with a traceback. A
+    missing file (an empty database) is created (and set up) here."""
     from eventlog.cli.local import open_file
 
     async with open_file(db, create=True):

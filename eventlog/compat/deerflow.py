@@ -109,6 +109,7 @@ from eventlog import (
 from eventlog.log import validation
 from eventlog.log.validation import RESERVED_EVENT_NAMES
 from eventlog.models import END_EVENT
+from eventlog.storage.postgres import is_postgres_url
 
 logger = logging.getLogger(__name__)
 
@@ -268,7 +269,7 @@ class SQLiteStreamBridge(_Base):  # type: ignore[misc,valid-type]
             raise ValueError("ended_ttl must be positive or None")
         if retention_interval <= 0 or poll_interval <= 0:
             raise ValueError("retention_interval and poll_interval must be positive")
-        self.db_path = Path(db_path)
+        self.db_path = db_path if is_postgres_url(db_path) else Path(db_path)
         self.max_events_per_run = max_events_per_run
         self.durable_publish = durable_publish
         self.ended_ttl = ended_ttl

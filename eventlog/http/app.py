@@ -36,6 +36,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             retention_interval=settings.retention_interval,
             poll_interval=settings.poll_interval,
             lock_timeout=settings.lock_timeout,
+            pool_size=settings.pool_size,
+            command_timeout=settings.command_timeout,
         ) as log:
             app.state.log = log
             app.state.broadcasts = Broadcasts(log, settings.heartbeat)

@@ -24,6 +24,7 @@ _STATUS: list[tuple[type[errors.EventLogError], int]] = [
     (errors.RunActive, 409),
     (errors.IdempotencyConflict, 422),
     (errors.InvalidInput, 422),
+    (errors.NotSupported, 400),
     (errors.DatabaseFull, 507),
     (errors.DatabaseBusy, 503),
     (errors.LogClosed, 503),

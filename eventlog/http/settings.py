@@ -3,7 +3,6 @@ CLI hands to the server processes through the same variables, so every worker ag
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
@@ -15,7 +14,7 @@ from eventlog import RetentionPolicy
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EVENTLOG_", extra="ignore")
 
-    db: Path = Path("data/eventlog.db")
+    db: str = Field("data/eventlog.db", description="an SQLite file's path, or a postgresql:// URL")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1)
@@ -42,6 +41,8 @@ class Settings(BaseSettings):
     retention_interval: float = Field(1.0, gt=0)
     poll_interval: float = Field(1.0, gt=0, description="fallback for cross-process wake-ups")
     lock_timeout: float = Field(30.0, gt=0, description="seconds a write waits for another process' write lock before 503")
+    pool_size: int = Field(10, ge=1, description="PostgreSQL: connections of each server process")
+    command_timeout: float | None = Field(None, gt=0, description="PostgreSQL: seconds a statement may take before 503 (default: lock_timeout + 5)")
 
     @field_validator("cors_origins", "api_key", "jwt_algorithms", mode="before")
     @classmethod

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from eventlog.errors import InvalidInput, LogClosed
+from eventlog.errors import InvalidInput, LogClosed, NotSupported
 from eventlog.log import validation
 from eventlog.log.notifier import Notifier
 from eventlog.log.retention import Janitor, RetentionReport
@@ -30,6 +30,7 @@ from eventlog.storage.base import (
     WriteResult,
 )
 from eventlog.storage.check import FileReport, check_file
+from eventlog.storage.postgres import is_postgres_url
 from eventlog.storage.sqlite import SQLiteStorage
 from eventlog.supervision import Supervisor
 
@@ -84,29 +85,45 @@ class EventLog:
         poll_interval: float = 1.0,
         tail_size: int = 1024,
         cross_process: bool = True,
+        pool_size: int = 10,
+        command_timeout: float | None = None,
     ) -> _Opening:
-        """Open (creating and migrating when needed) the log in the SQLite file at ``path``.
+        """Open (creating and migrating when needed) the log in the SQLite file at ``path``, or
+        in the PostgreSQL database of a ``postgresql://`` URL (``pip install eventlog[postgres]``).
 
         ``durability``: ``"process"`` (default) keeps every acknowledged append across a crash
         or ``kill -9`` of the process; ``"power"`` also across a power loss, with an fsync per
         commit. ``poll_interval`` bounds how late a wake-up from another process can be when
         file-change notification is unavailable; ``max_page_count`` caps the file's size.
         ``lock_timeout``: seconds a write waits while another process holds the write lock,
-        after which it raises DatabaseBusy (nothing written; retrying is safe)."""
+        after which it raises DatabaseBusy (nothing written; retrying is safe).
+
+        PostgreSQL only: ``pool_size`` connections at most; ``command_timeout`` seconds a
+        statement may take before the call raises DatabaseUnavailable (default: a little over
+        ``lock_timeout``, which also bounds the wait for a pooled connection or a row lock).
+        ``durability`` does not apply there: every commit is durable as the server is set up
+        (``fsync``, ``synchronous_commit``); ``busy_timeout`` and ``max_page_count`` neither."""
         if durability not in ("process", "power"):
             raise InvalidInput(f"durability must be 'process' or 'power' (got {durability!r})")
         if not isinstance(lock_timeout, int | float) or not lock_timeout > 0:
             raise InvalidInput(f"lock_timeout must be a positive number of seconds (got {lock_timeout!r})")
         supervisor = Supervisor()
-        storage = SQLiteStorage(
-            Path(path),
-            durability=durability,
-            busy_timeout=busy_timeout,
-            lock_timeout=float(lock_timeout),
-            max_page_count=max_page_count,
-            poll_interval=poll_interval,
-            supervisor=supervisor,
-        )
+        storage: Storage
+        if is_postgres_url(path):
+            storage = _postgres_storage(
+                str(path), pool_size=pool_size, lock_timeout=float(lock_timeout), command_timeout=command_timeout,
+                poll_interval=poll_interval, supervisor=supervisor,
+            )
+        else:
+            storage = SQLiteStorage(
+                Path(path),
+                durability=durability,
+                busy_timeout=busy_timeout,
+                lock_timeout=float(lock_timeout),
+                max_page_count=max_page_count,
+                poll_interval=poll_interval,
+                supervisor=supervisor,
+            )
         log = cls(
             storage,
             retention=retention,
@@ -120,7 +137,10 @@ class EventLog:
     @staticmethod
     def check(path: str | os.PathLike[str], *, quick: bool = False) -> FileReport:
         """Inspect the file at ``path`` without changing it (``eventlog check``): integrity,
-        schema version, counts and sizes. ``report.problem`` is None for a sound file."""
+        schema version, counts and sizes. ``report.problem`` is None for a sound file. A
+        PostgreSQL URL raises NotSupported: the server checks its own storage."""
+        if is_postgres_url(path):
+            raise NotSupported("eventlog check inspects an SQLite file; PostgreSQL checks its own storage (pg_amcheck)")
         return check_file(Path(path), quick=quick)
 
     def _count_commits(self, committed: list[Committed]) -> None:
@@ -381,6 +401,16 @@ class EventLog:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+def _postgres_storage(dsn: str, **options: Any) -> Storage:
+    """The PostgreSQL backend, imported only when asked for: the library core needs no
+    third-party package, and a missing driver is one clear error."""
+    try:
+        from eventlog.storage.postgres.storage import PostgresStorage
+    except ModuleNotFoundError as exc:
+        raise NotSupported("a postgresql:// database needs asyncpg: pip install 'eventlog[postgres]'") from exc
+    return PostgresStorage(dsn, **options)
 
 
 class _Opening:

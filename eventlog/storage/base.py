@@ -2,8 +2,9 @@
 
 The log layer validates input, encodes JSON and runs subscriptions; a backend only stores and
 fetches. Nothing here assumes SQLite: ids are opaque increasing integers *per run*, and change
-detection across processes is the backend's own business (SQLite watches its WAL file; a
-PostgreSQL backend would LISTEN). Keep it that way so backends stay swappable.
+detection across processes is the backend's own business (SQLite watches its WAL file;
+PostgreSQL LISTENs, see ``eventlog.storage.postgres``). Keep it that way so backends stay
+swappable.
 """
 
 from __future__ import annotations

@@ -163,3 +163,30 @@ def sqlite_glob(glob: str) -> str | None:
         else:
             out.append(piece)
     return "".join(out)
+
+
+def _postgres_set(charset: CharSet) -> str | None:
+    """``charset`` as a PostgreSQL (ARE) bracket expression; None when it matches no
+    character. Every character is written as a ``\\U`` escape, which AREs read alike inside
+    and outside brackets, so no character needs a rule of its own."""
+    ranges = _normalized(charset.ranges)
+    if not ranges:
+        return "." if charset.negated else None
+    members = "".join(f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges)
+    return "[" + "^" * charset.negated + members + "]"
+
+
+@lru_cache(maxsize=1024)
+def postgres_regex(glob: str) -> str | None:
+    """``glob`` as an anchored PostgreSQL regular expression (for ``~``) matching exactly what
+    ``fnmatchcase`` matches; None when it matches nothing."""
+    out = ["^"]
+    for piece in parse(glob):
+        if isinstance(piece, CharSet):
+            text = _postgres_set(piece)
+            if text is None:
+                return None
+            out.append(text)
+        else:
+            out.append({"*": ".*", "?": "."}[piece])
+    return "".join(out + ["$"])

@@ -19,6 +19,8 @@ from tests.client.proxy import Proxy
 from tests.helpers.hold_lock import LockHolder
 from tests.http.server import ServerProcess, free_port
 
+pytestmark = pytest.mark.backends
+
 AnyClient = Client | AsyncClient
 
 

@@ -1,6 +1,7 @@
 """Fixtures of the stream-bridge conformance suite: real files in ``tmp_path``, nothing mocked.
 
-- ``bridge_path``: the database file the bridges of a test share.
+- ``bridge_path``: the database file (or, in a ``backends`` module, PostgreSQL database) the
+  bridges of a test share.
 - ``make_bridge``: ``await make_bridge(**options)`` opens a ``SQLiteStreamBridge`` on
   ``bridge_path`` (small retention by default); closed at teardown.
   Every test using it runs twice: publishes acknowledged once committed (the default) and once
@@ -23,8 +24,8 @@ MAX_EVENTS = 8
 
 
 @pytest.fixture
-def bridge_path(tmp_path: Path) -> Path:
-    return tmp_path / "bridge.db"
+def bridge_path(database: Path | str) -> Path | str:
+    return database
 
 
 @pytest.fixture(params=["queued-ack", "durable-ack"])

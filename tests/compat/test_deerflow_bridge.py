@@ -25,6 +25,8 @@ from eventlog.errors import LogClosed
 
 from .conftest import MAX_EVENTS
 
+pytestmark = pytest.mark.backends
+
 MODES = ["metadata", "values", "updates", "messages", "custom", "error", "updates|agent:1|tools"]
 
 

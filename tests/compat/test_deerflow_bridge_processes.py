@@ -20,6 +20,8 @@ from eventlog.compat.deerflow import END_SENTINEL, HEARTBEAT_SENTINEL, SQLiteStr
 
 from .test_deerflow_bridge import drain, events, publish_n, take
 
+pytestmark = pytest.mark.backends
+
 CHILD_TIMEOUT = 60.0
 """Generous: a loaded CI machine may take seconds to start an interpreter."""
 
@@ -77,7 +79,7 @@ async def test_restart_survival_resumes_from_the_cursor(make_bridge: Any) -> Non
 
 
 async def test_a_publish_in_another_process_wakes_a_subscriber(
-    bridge: SQLiteStreamBridge, bridge_path: Path
+    bridge: SQLiteStreamBridge, bridge_path: Path | str
 ) -> None:
     sub = bridge.subscribe("shared-run", heartbeat_interval=0.2)
     assert await take(sub, 1) == [HEARTBEAT_SENTINEL]  # subscribed and waiting, run not there yet
@@ -108,7 +110,7 @@ KILLED_PUBLISHER = textwrap.dedent(
 )
 
 
-async def test_kill_9_after_publish_end_loses_nothing_of_the_run(bridge_path: Path) -> None:
+async def test_kill_9_after_publish_end_loses_nothing_of_the_run(bridge_path: Path | str) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", KILLED_PUBLISHER, str(bridge_path), stdout=asyncio.subprocess.PIPE
     )

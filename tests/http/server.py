@@ -23,14 +23,15 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, db: Path, *, port: int | None = None, workers: int = 1, env: dict[str, str] | None = None,
+    def __init__(self, db: Path | str, *, port: int | None = None, workers: int = 1, env: dict[str, str] | None = None,
                  args: list[str] | None = None, log_path: Path | None = None) -> None:
         self.db = db
         self.port = port or free_port()
         self.workers = workers
         self.env = {**os.environ, "EVENTLOG_HEARTBEAT": "1", "EVENTLOG_POLL_INTERVAL": "1", **(env or {})}
         self.args = args or []
-        self.log_path = log_path or db.with_suffix(".server.log")
+        assert log_path is not None or isinstance(db, Path), "a database URL needs a log_path"
+        self.log_path = log_path or Path(db).with_suffix(".server.log")
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

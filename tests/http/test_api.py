@@ -7,6 +7,8 @@ import uuid
 import httpx
 import pytest
 
+pytestmark = pytest.mark.backends
+
 
 def new_run() -> str:
     return f"run-{uuid.uuid4().hex[:12]}"

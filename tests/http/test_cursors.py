@@ -15,6 +15,8 @@ import pytest
 
 from tests.http.server import ServerProcess
 
+pytestmark = pytest.mark.backends
+
 CAP = 2**63 - 1
 RUN = "cursors-1"
 STREAMS = [f"/runs/{RUN}/stream", f"/threads/t/runs/{RUN}/stream"]

@@ -25,6 +25,7 @@ from langgraph_sdk.schema import StreamPart
 from tests.http.server import ServerProcess
 
 pytestmark = [
+    pytest.mark.backends,
     pytest.mark.timeout(90),
     # The SDK warns when it reconnects without a cursor (events would be lost): make that fatal.
     pytest.mark.filterwarnings("error:Reconnecting without a Last-Event-ID"),

@@ -10,22 +10,25 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.http.server import ServerProcess
 from tests.http.sse_client import Received, consume
+
+
+pytestmark = pytest.mark.backends
 
 
 def new_run() -> str:
     return f"run-{uuid.uuid4().hex[:12]}"
 
 
-def test_two_servers_on_one_file_wake_each_other(tmp_path: Path) -> None:
+def test_two_servers_on_one_file_wake_each_other(database: Path | str, tmp_path: Path) -> None:
     """A stream held by one process wakes when another process appends: with a 30 s fallback
-    poll, only the file-change notification can make it arrive quickly."""
-    db = tmp_path / "shared.db"
+    poll, only the file-change notification (or PostgreSQL's NOTIFY) can make it arrive quickly."""
     env = {"EVENTLOG_POLL_INTERVAL": "30"}
-    a = ServerProcess(db, env=env).start()
-    b = ServerProcess(db, env=env).start()
+    a = ServerProcess(database, env=env, log_path=tmp_path / "a.log").start()
+    b = ServerProcess(database, env=env, log_path=tmp_path / "b.log").start()
     try:
         run_id = new_run()
         httpx.post(f"{a.url}/runs/{run_id}/events", json={"event": "updates", "data": 0})
@@ -49,9 +52,9 @@ def test_two_servers_on_one_file_wake_each_other(tmp_path: Path) -> None:
         b.kill()
 
 
-def test_workers_share_wakeups(tmp_path: Path) -> None:
+def test_workers_share_wakeups(database: Path | str, tmp_path: Path) -> None:
     """With --workers 2, streams on either worker are woken by appends handled by either."""
-    server = ServerProcess(tmp_path / "workers.db", workers=2, env={"EVENTLOG_POLL_INTERVAL": "30"}).start()
+    server = ServerProcess(database, workers=2, env={"EVENTLOG_POLL_INTERVAL": "30"}, log_path=tmp_path / "server.log").start()
     try:
         assert len(server.worker_pids()) >= 3  # the supervisor and two workers
         run_id = new_run()

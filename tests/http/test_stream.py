@@ -12,6 +12,8 @@ import pytest
 from tests.http.server import ServerProcess
 from tests.http.sse_client import consume
 
+pytestmark = pytest.mark.backends
+
 
 def new_run() -> str:
     return f"run-{uuid.uuid4().hex[:12]}"
@@ -124,9 +126,10 @@ def test_stream_errors(shared_server: ServerProcess, client: httpx.Client) -> No
 
 
 @pytest.fixture
-def trimming_server(tmp_path) -> ServerProcess:
+def trimming_server(database, tmp_path) -> ServerProcess:
     process = ServerProcess(
-        tmp_path / "trim.db", env={"EVENTLOG_RETENTION_MAX_EVENTS": "3", "EVENTLOG_RETENTION_INTERVAL": "0.05"}
+        database, env={"EVENTLOG_RETENTION_MAX_EVENTS": "3", "EVENTLOG_RETENTION_INTERVAL": "0.05"},
+        log_path=tmp_path / "server.log",
     ).start()
     yield process
     process.kill()

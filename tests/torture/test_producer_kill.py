@@ -1,8 +1,9 @@
 """Producer kill -9 with group commit in flight: a child process appends from many tasks (so
 batches of several requests are committing) and is killed with SIGKILL at random moments, cycle
-after cycle, on the same file. Every write it acknowledged must survive, intact, in order,
-exactly once; the file must pass ``PRAGMA integrity_check``; the runs' bookkeeping must match
-their rows; idempotency keys must make a retry of the interrupted request safe."""
+after cycle, on the same file (or PostgreSQL database). Every write it acknowledged must
+survive, intact, in order, exactly once; a file must pass ``PRAGMA integrity_check``; the runs'
+bookkeeping must match their rows; idempotency keys must make a retry of the interrupted request
+safe."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 from eventlog import EventLog
+from tests.peer import peer_query
 from tests.torture.figures import Figures
+
+pytestmark = pytest.mark.backends
 
 TASKS = 16
 
@@ -43,37 +48,33 @@ def wait_for_ready(out: Path, proc: subprocess.Popen, deadline: float) -> bool:
     return False
 
 
-def check_file(db: Path) -> None:
-    """Raw SQL checks on the file, before any eventlog code touches it again."""
-    conn = sqlite3.connect(db)
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        rows = conn.execute(
-            "SELECT r.run_id, r.event_count, r.total_bytes, r.last_id, r.end_id, "
-            "  (SELECT count(*) FROM events e WHERE e.run_id = r.run_id AND e.event != 'end'), "
-            "  (SELECT coalesce(sum(length(CAST(data AS BLOB))), 0) FROM events e "
-            "     WHERE e.run_id = r.run_id AND e.event != 'end'), "
-            "  (SELECT max(id) FROM events e WHERE e.run_id = r.run_id), "
-            "  (SELECT id FROM events e WHERE e.run_id = r.run_id AND e.event = 'end') "
-            "FROM runs r"
-        ).fetchall()
-        for run_id, count, size, last_id, end_id, real_count, real_size, real_last, real_end in rows:
-            assert (count, size, last_id, end_id) == (real_count, real_size, real_last or 0, real_end), run_id
-        orphans = conn.execute("SELECT count(*) FROM events WHERE run_id NOT IN (SELECT run_id FROM runs)")
-        assert orphans.fetchone()[0] == 0
-        # Nothing after an end marker.
-        late = conn.execute(
-            "SELECT count(*) FROM events e JOIN runs r USING (run_id) WHERE r.end_id IS NOT NULL AND e.id > r.end_id"
-        )
-        assert late.fetchone()[0] == 0
-    finally:
-        conn.close()
+async def check_log(db: Path | str) -> None:
+    """Raw SQL checks on the log, before any eventlog code touches it again."""
+    if isinstance(db, Path):
+        assert await peer_query(db, "PRAGMA integrity_check") == [("ok",)]
+    size = "length(CAST(data AS BLOB))" if isinstance(db, Path) else "octet_length(data)"
+    rows = await peer_query(
+        db,
+        "SELECT r.run_id, r.event_count, r.total_bytes, r.last_id, r.end_id, "
+        "  (SELECT count(*) FROM events e WHERE e.run_id = r.run_id AND e.event != 'end'), "
+        f"  (SELECT coalesce(sum({size}), 0) FROM events e "
+        "     WHERE e.run_id = r.run_id AND e.event != 'end'), "
+        "  (SELECT max(id) FROM events e WHERE e.run_id = r.run_id), "
+        "  (SELECT id FROM events e WHERE e.run_id = r.run_id AND e.event = 'end') "
+        "FROM runs r",
+    )
+    for run_id, count, size_, last_id, end_id, real_count, real_size, real_last, real_end in rows:
+        assert (count, size_, last_id, end_id) == (real_count, real_size, real_last or 0, real_end), run_id
+    assert await peer_query(db, "SELECT count(*) FROM events WHERE run_id NOT IN (SELECT run_id FROM runs)") == [(0,)]
+    # Nothing after an end marker.
+    late = "SELECT count(*) FROM events e JOIN runs r USING (run_id) WHERE r.end_id IS NOT NULL AND e.id > r.end_id"
+    assert await peer_query(db, late) == [(0,)]
 
 
-async def verify_cycle(db: Path, cycle: int, lines: list[dict], floor: int, figures: Figures) -> int:
+async def verify_cycle(db: Path | str, cycle: int, lines: list[dict], floor: int, figures: Figures) -> int:
     """Check the acknowledged writes of one cycle, counting losses and duplicates into
     ``figures``; returns the newest id in the file."""
-    check_file(db)
+    await check_log(db)
     acked = [line for line in lines if "ids" in line]
     ends = [line for line in lines if "end" in line]
     figures.acknowledged += sum(len(line["ids"]) for line in acked) + len(ends)
@@ -130,15 +131,15 @@ async def verify_cycle(db: Path, cycle: int, lines: list[dict], floor: int, figu
             figures.duplicated += len(batches) - len(set(batches))
             assert sorted(set(batches)) == list(range(len(set(batches)))), f"{run}: a batch is missing"
         newest = max([floor, *(e.id for events in by_run.values() for e in events)])
-    check_file(db)
+    await check_log(db)
     figures.check()
     return newest
 
 
-def test_producer_kill9_group_commit(tmp_path: Path, helper_script, scale: int, figures: Figures, rng: random.Random) -> None:
+def test_producer_kill9_group_commit(database: Path | str, tmp_path: Path, helper_script, scale: int, figures: Figures, rng: random.Random) -> None:
     """``10 x scale`` kill -9s of a producer of 16 concurrent tasks; every fifth during start-up,
     every fourth with ``durability="power"``."""
-    db = tmp_path / "crash.db"
+    db = database
     cycles = 10 * scale
     floor = 0
     killed_early = 0

@@ -10,6 +10,7 @@ import asyncio
 import random
 
 import httpx
+import pytest
 
 from eventlog import EventLog
 from tests.http.server import ServerProcess
@@ -18,14 +19,17 @@ from tests.torture.figures import Figures
 from tests.torture.producer import post_acknowledged
 from tests.torture.waits import wait_until
 
+pytestmark = pytest.mark.backends
+
 RUN = "kill-loop"
 PROGRESS = 8  # events acknowledged between two kills, so every kill interrupts real traffic
 
 
-async def test_server_kill9_loop(tmp_path, scale: int, figures: Figures, rng: random.Random) -> None:
-    """``6 x scale`` kills; batches of 1-3 events, each POST with its own key."""
+async def test_server_kill9_loop(database, tmp_path, scale: int, figures: Figures, rng: random.Random) -> None:  # type: ignore[no-untyped-def]
+    """``6 x scale`` kills; batches of 1-3 events, each POST with its own key. On PostgreSQL the
+    server process dies, the database does not: the same contract holds."""
     cycles = 6 * scale
-    server = ServerProcess(tmp_path / "kill.db").start()
+    server = ServerProcess(database, log_path=tmp_path / "server.log").start()
     url = f"{server.url}/runs/{RUN}"
     acknowledged: list[int] = []
     produced: list[dict] = []

@@ -1,0 +1,417 @@
+"""The SQL of eventlog's writes on PostgreSQL, as coroutines of a connection inside a transaction.
+
+Requests are checked by the same planner as SQLite's (``eventlog.storage.transactions._Batch``),
+on run states and idempotency keys loaded up front, so both backends give every request the
+same outcome; only loading, id assignment and saving are PostgreSQL's own.
+
+Why ids are commit-ordered within a run (readers resume with ``id > N`` and must never skip a row
+that commits late): a transaction takes its ids from the sequence ``event_ids`` only after it
+has locked the row of every run it writes (``_lock_runs``), and holds those locks until it
+commits. A second transaction writing the same run therefore takes its ids after the first has
+committed (or rolled back), and the sequence only grows (``CACHE 1``, see the migration), so
+the second's ids are larger and become visible later: per run, id order is commit order. Across
+runs no order is promised, and none is needed (cursors are per run). The ids stay unique per
+log, since one sequence hands out all of them; a rolled-back transaction leaves a hole, which a
+reader passes without noticing (holes are not gaps: ``trimmed_through`` alone reports those).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from itertools import groupby
+
+import asyncpg
+
+from eventlog.errors import EventLogError, InvalidData, InvalidInput, RunEnded, RunExists, RunNotFound
+from eventlog.models import END_EVENT, Event
+from eventlog.storage.base import Committed, EndRun, ImportRows, RetentionPolicy, WriteRequest, WriteResult
+from eventlog.storage.transactions import _Batch, _info, _notices, _Rows, _RunState
+
+CHANNEL = "eventlog"
+"""The NOTIFY channel: each commit announces ``[[run_id, newest id], ...]`` of the runs it
+advanced (see ``listen``)."""
+
+MAX_PAYLOAD = 7900
+"""Bytes per NOTIFY payload (PostgreSQL's limit is 8000)."""
+
+_STATE_COLUMNS = "created_at, metadata, event_count, total_bytes, last_id, end_id, end_reason, ended_at"
+
+Outcomes = tuple[list[WriteResult | BaseException], list[Committed]]
+
+
+class _Refused(Exception):
+    """Rolls back the savepoint of a request refused after it wrote (an import)."""
+
+    def __init__(self, error: EventLogError) -> None:
+        self.error = error
+
+
+async def _lock_runs(conn: asyncpg.Connection, run_ids: Iterable[str], now: float) -> dict[str, _RunState | None]:
+    """Lock the rows of ``run_ids``, in sorted order (the same in every transaction, so two
+    batches never deadlock on each other), and return their states; None for a run that did
+    not exist. Such a run gets a placeholder row here, which holds the lock on the new run's
+    key; ``_save`` fills it in, or removes it when the run was not written after all."""
+    rows = await conn.fetch(
+        f"INSERT INTO runs (run_id, created_at) SELECT r, $2 FROM unnest($1::text[]) AS r ORDER BY r "
+        f"ON CONFLICT (run_id) DO UPDATE SET run_id = excluded.run_id "
+        f"RETURNING run_id, (xmax = 0) AS inserted, {_STATE_COLUMNS}",
+        sorted(set(run_ids)), now,
+    )
+    states: dict[str, _RunState | None] = {}
+    for row in rows:
+        if row["inserted"]:
+            states[row["run_id"]] = None
+        else:
+            values = list(row.values())[2:]
+            states[row["run_id"]] = _RunState(True, *values, previous_last_id=row["last_id"])
+    return states
+
+
+async def _take_ids(conn: asyncpg.Connection, count: int) -> list[int]:
+    """``count`` new ids, increasing. Called with the rows of their runs locked (see above)."""
+    if not count:
+        return []
+    return sorted(await conn.fetchval("SELECT array_agg(nextval('event_ids')) FROM generate_series(1, $1)", count))
+
+
+class _Planner(_Batch):
+    """SQLite's planner on states and keys loaded beforehand: it asks the connection nothing."""
+
+    def __init__(self, states: dict[str, _RunState | None], keys: dict[tuple[str, str], tuple[str, list[int]]], now: float) -> None:
+        super().__init__(None, now)  # type: ignore[arg-type]
+        self.states = states
+        self.keys.update(keys)
+
+    def stored_key(self, run_id: str, key: str) -> tuple[str, list[int] | _Rows] | None:
+        return self.keys.get((run_id, key))
+
+
+async def _stored_keys(conn: asyncpg.Connection, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, list[int]]]:
+    if not wanted:
+        return {}
+    rows = await conn.fetch(
+        "SELECT k.run_id, k.key, k.fingerprint, k.ids FROM idempotency_keys k "
+        "JOIN unnest($1::text[], $2::text[]) AS w(run_id, key) ON k.run_id = w.run_id AND k.key = w.key",
+        [r for r, _ in wanted], [k for _, k in wanted],
+    )
+    return {(row["run_id"], row["key"]): (row["fingerprint"], json.loads(row["ids"])) for row in rows}
+
+
+async def apply_writes(conn: asyncpg.Connection, requests: list[WriteRequest], now: float) -> Outcomes:
+    """Apply a batch in submission order, in the caller's transaction: each import on its own
+    savepoint (it brings its own ids and may be refused after writing), the requests between
+    imports together."""
+    outcomes: list[WriteResult | BaseException] = []
+    committed: list[Committed] = []
+    for importing, group in groupby(requests, key=lambda request: isinstance(request, ImportRows)):
+        for part in ([[r] for r in group] if importing else [list(group)]):
+            if importing:
+                group_outcomes, notices = await _import_in_savepoint(conn, part[0], now)  # type: ignore[arg-type]
+            else:
+                group_outcomes, notices = await _apply(conn, part, now)
+            outcomes += group_outcomes
+            committed += notices
+    return outcomes, committed
+
+
+def notify_payloads(committed: list[Committed]) -> list[str]:
+    """The NOTIFY payloads announcing the runs' newest ids to every listening process (delivered
+    at commit, in commit order, never for a transaction that rolls back), each under
+    PostgreSQL's size limit. A run created without events is announced too (with its newest
+    id, 0): a subscriber elsewhere may be waiting for it."""
+    newest = {change.run_id: change.events[-1].id if change.events else change.previous_last_id for change in committed}
+    payloads: list[list[list[object]]] = [[]]
+    size = 2
+    for run_id, last_id in newest.items():
+        entry_size = len(run_id) + 24
+        if payloads[-1] and size + entry_size > MAX_PAYLOAD:
+            payloads.append([])
+            size = 2
+        payloads[-1].append([run_id, last_id])
+        size += entry_size
+    return [json.dumps(payload, separators=(",", ":")) for payload in payloads if payload]
+
+
+async def _apply(conn: asyncpg.Connection, requests: list[WriteRequest], now: float) -> Outcomes:
+    states = await _lock_runs(conn, (request.run_id for request in requests), now)
+    wanted = {(r.run_id, r.idempotency_key) for r in requests if getattr(r, "idempotency_key", None) is not None}
+    batch = _Planner(states, await _stored_keys(conn, wanted), now)  # type: ignore[arg-type]
+    plans = [batch.plan(request) for request in requests]
+    ids = await _take_ids(conn, len(batch.rows))
+
+    outcomes: list[WriteResult | BaseException] = []
+    for request, plan in zip(requests, plans):
+        if isinstance(plan, _Rows):
+            row_ids = ids[plan.span]
+            outcomes.append(row_ids[0] if isinstance(request, EndRun) else row_ids)
+            if plan.key is not None:
+                batch.new_keys.append((request.run_id, plan.key, request.fingerprint, row_ids))  # type: ignore[union-attr]
+        elif plan == "created":
+            outcomes.append(None)  # replaced by the RunInfo below
+        else:
+            outcomes.append(plan)  # type: ignore[arg-type]
+
+    events = [Event(i, run_id, name, data, at) for i, (run_id, name, data, at) in zip(ids, batch.rows)]
+    for event in events:
+        state = batch.states[event.run_id]
+        assert state is not None
+        state.last_id = event.id
+        if event.event == END_EVENT:
+            state.end_id = event.id
+    for index, outcome in enumerate(outcomes):
+        if isinstance(outcome, RunEnded) and outcome.end_id == -1:  # the run ended in this batch
+            ended = batch.states[outcome.run_id]
+            assert ended is not None and ended.end_id is not None
+            outcomes[index] = RunEnded(outcome.run_id, outcome.reason, ended.end_id)
+
+    touched = {run_id: state for run_id, state in batch.states.items() if state is not None and state.touched}
+    notices = _notices(touched, events)
+    unused = [run_id for run_id, state in states.items() if state is None and run_id not in touched]
+    keys = [(r, k, f, json.dumps(i)) for r, k, f, i in batch.new_keys]
+    await _save(conn, touched, events, notices, unused=unused, keys=keys, now=now)
+    for index, (request, plan) in enumerate(zip(requests, plans)):
+        if plan == "created":
+            outcomes[index] = _info(request.run_id, batch.states[request.run_id])  # type: ignore[arg-type]
+    return outcomes, notices
+
+
+_SAVE = """
+WITH new_events AS (
+    INSERT INTO events (id, run_id, event, data, created_at)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::float8[])
+), saved_runs AS (
+    UPDATE runs SET created_at = s.created_at, metadata = s.metadata, event_count = s.event_count,
+        total_bytes = s.total_bytes, last_id = s.last_id, end_id = s.end_id, end_reason = s.end_reason,
+        ended_at = s.ended_at, trimmed_through = coalesce(s.trimmed_through, runs.trimmed_through)
+    FROM unnest($6::text[], $7::float8[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],
+                $12::bigint[], $13::text[], $14::float8[], $15::bigint[])
+        AS s(run_id, created_at, metadata, event_count, total_bytes, last_id, end_id, end_reason, ended_at, trimmed_through)
+    WHERE runs.run_id = s.run_id
+), unused_runs AS (
+    DELETE FROM runs WHERE run_id = ANY($16::text[])
+), new_keys AS (
+    INSERT INTO idempotency_keys (run_id, key, fingerprint, ids, created_at)
+    SELECT r, k, f, i, $21 FROM unnest($17::text[], $18::text[], $19::text[], $20::text[]) AS t(r, k, f, i)
+)
+SELECT pg_notify('""" + CHANNEL + """', payload) FROM unnest($22::text[]) AS payload
+"""
+"""Everything a group of requests writes, in one statement (one round trip): each part is a
+no-op for empty arrays. The parts touch different rows (the placeholders removed are runs not
+written), so running them on one snapshot, as PostgreSQL does, is sound."""
+
+
+def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object]]:
+    """``rows`` as ``width`` column arrays, for ``unnest``."""
+    return [list(column) for column in zip(*rows)] if rows else [[] for _ in range(width)]
+
+
+async def _save(
+    conn: asyncpg.Connection,
+    states: dict[str, _RunState],
+    events: list[Event],
+    notices: list[Committed],
+    *,
+    unused: Sequence[str] = (),
+    trimmed: dict[str, int] | None = None,
+    keys: Sequence[tuple[str, str, str, str]] = (),
+    now: float = 0.0,
+) -> None:
+    """Insert ``events``, write the runs' rows as ``states`` hold them (their rows exist: see
+    ``_lock_runs``), remove the placeholders of runs left ``unused``, store the idempotency
+    ``keys`` (run, key, fingerprint, JSON ids) made ``now`` and announce ``notices``.
+    ``trimmed_through`` is written from ``trimmed`` (an import's new runs) only: retention alone
+    moves it otherwise."""
+    runs = [
+        (run_id, s.created_at, s.metadata_json, s.event_count, s.total_bytes, s.last_id,
+         s.end_id, s.end_reason, s.ended_at, (trimmed or {}).get(run_id))
+        for run_id, s in states.items()
+    ]
+    await conn.execute(
+        _SAVE,
+        *_columns([(e.id, e.run_id, e.event, e.data_json, e.created_at) for e in events], 5),
+        *_columns(runs, 10),
+        list(unused),
+        *_columns(keys, 4), now,
+        notify_payloads(notices),
+    )
+
+
+# --- import ------------------------------------------------------------------------------------
+
+
+async def _import_in_savepoint(conn: asyncpg.Connection, request: ImportRows, now: float) -> Outcomes:
+    try:
+        async with conn.transaction():
+            outcome, notices = await import_rows(conn, request, now)
+    except _Refused as refused:
+        return [refused.error], []
+    return [outcome], notices
+
+
+async def import_rows(conn: asyncpg.Connection, request: ImportRows, now: float) -> tuple[list[int], list[Committed]]:
+    """Apply one ``ImportRows`` (the rules are SQLite's: see ``transactions.import_rows``);
+    raises ``_Refused`` for a refused request, whose savepoint then rolls back."""
+    locked = await _lock_runs(conn, [run.run_id for run in request.runs] + [e.run_id for e in request.events], now)
+    states: dict[str, _RunState] = {}
+    trimmed: dict[str, int] = {}
+    fresh = iter(await _take_ids(conn, len(request.events) + sum(1 for r in request.runs if r.trimmed_through)) if request.remap else ())
+    for run in request.runs:
+        if run.run_id in states or locked[run.run_id] is not None:
+            raise _Refused(RunExists(run.run_id))
+        states[run.run_id] = _RunState(False, run.created_at, run.metadata_json, 0, 0, 0, None, None, None, 0, touched=True)
+        # With remap, an id of its own stands for the trimmed events, so readers get a gap.
+        trimmed[run.run_id] = next(fresh) if request.remap and run.trimmed_through else run.trimmed_through
+    rows: list[Event] = []
+    for event in request.events:
+        state = states.get(event.run_id)
+        if state is None:
+            loaded = locked[event.run_id]
+            if loaded is None:
+                raise _Refused(RunNotFound(event.run_id))
+            state = states[event.run_id] = loaded
+            trimmed[event.run_id] = await conn.fetchval("SELECT trimmed_through FROM runs WHERE run_id = $1", event.run_id)
+        if state.end_id is not None:
+            raise _Refused(RunEnded(event.run_id, state.end_reason, state.end_id))
+        event_id = next(fresh) if request.remap else event.id
+        floor = max(state.last_id, trimmed[event.run_id])
+        if event_id <= floor:
+            raise _Refused(InvalidInput(f"event id {event_id} of run {event.run_id!r} is not above its previous id {floor}"))
+        if event.event == END_EVENT:
+            marker = json.loads(event.data_json)
+            if not isinstance(marker, dict) or not isinstance(marker.get("reason", 0), str | None):
+                raise _Refused(InvalidData(f"the end marker {event.id} of run {event.run_id!r} has no text reason"))
+            state.end_id, state.end_reason, state.ended_at = event_id, marker["reason"], event.created_at
+        else:
+            state.event_count += 1
+            state.total_bytes += len(event.data_json.encode())
+        state.last_id, state.touched = event_id, True
+        rows.append(Event(event_id, event.run_id, event.event, event.data_json, event.created_at))
+    ids = [row.id for row in rows]
+    if not request.remap and ids:
+        taken = await conn.fetchval("SELECT id FROM events WHERE id = ANY($1::bigint[]) LIMIT 1", ids)
+        if taken is not None:
+            raise _Refused(InvalidInput(f"event id {taken} is already stored"))
+    new_runs = {run.run_id for run in request.runs}
+    notices = _notices(states, rows)
+    await _save(conn, states, rows, notices, trimmed={r: t for r, t in trimmed.items() if r in new_runs})
+    if not request.remap:
+        await reserve(conn, max([request.reserve_through, *ids]))
+    return ids, notices
+
+
+async def reserve(conn: asyncpg.Connection, through: int) -> None:
+    """Never hand out ids up to ``through`` (an import's). A sequence is not transactional, and
+    only ever moves forward here; the primary key of ``events`` refuses an id taken twice."""
+    await conn.execute(
+        "SELECT setval('event_ids', $1) WHERE $1 > (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM event_ids)",
+        through,
+    )
+
+
+def sequence_sql() -> str:
+    """The newest id handed out (0 before the first)."""
+    return "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM event_ids"
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+
+async def _lock_run(conn: asyncpg.Connection, run_id: str) -> asyncpg.Record | None:
+    """Lock a stored run's row (appends to it wait, as they would for a write of theirs)."""
+    return await conn.fetchrow("SELECT event_count, total_bytes, end_id FROM runs WHERE run_id = $1 FOR UPDATE", run_id)
+
+
+async def trim_run(conn: asyncpg.Connection, run_id: str, policy: RetentionPolicy, now: float, max_rows: int) -> int:
+    """Delete up to ``max_rows`` of the run's oldest events that break the policy."""
+    row = await _lock_run(conn, run_id)
+    if row is None:
+        return 0
+    count, size, end_id = row
+    oldest_allowed = now - policy.max_age if policy.max_age is not None else None
+    last_deleted, deleted = 0, 0
+    candidates = await conn.fetch(
+        "SELECT id, created_at, octet_length(data) FROM events "
+        "WHERE run_id = $1 AND id IS DISTINCT FROM $2 ORDER BY id LIMIT $3",
+        run_id, end_id, max_rows,
+    )
+    for event_id, created_at, nbytes in candidates:
+        too_many = policy.max_events is not None and count > policy.max_events
+        too_big = policy.max_bytes is not None and size > policy.max_bytes
+        too_old = oldest_allowed is not None and created_at < oldest_allowed
+        if not (too_many or too_big or too_old):
+            break
+        count, size, last_deleted, deleted = count - 1, size - nbytes, event_id, deleted + 1
+    if deleted:
+        await conn.execute(
+            "DELETE FROM events WHERE run_id = $1 AND id <= $2 AND id IS DISTINCT FROM $3", run_id, last_deleted, end_id
+        )
+        await conn.execute(
+            "UPDATE runs SET event_count = $1, total_bytes = $2, trimmed_through = greatest(trimmed_through, $3) "
+            "WHERE run_id = $4",
+            count, size, last_deleted, run_id,
+        )
+    return deleted
+
+
+async def expire_ended(conn: asyncpg.Connection, ended_before: float, max_rows: int) -> tuple[list[str], int]:
+    """Delete the oldest rows of runs that ended before ``ended_before``, at most ``max_rows``;
+    the end marker (a run's newest row) goes last, with the run itself."""
+    removed: list[str] = []
+    deleted = 0
+    expired = await conn.fetch(
+        "SELECT run_id, end_id FROM runs WHERE ended_at < $1 ORDER BY ended_at LIMIT 100", ended_before
+    )
+    for run_id, end_id in expired:
+        if deleted >= max_rows:
+            break
+        rows, reached = await _delete_oldest(conn, run_id, end_id, max_rows - deleted)
+        deleted += rows
+        if reached:
+            await delete_run(conn, run_id)
+            removed.append(run_id)
+    return removed, deleted
+
+
+async def delete_run_in_part(conn: asyncpg.Connection, run_id: str, through: int, max_rows: int) -> bool | None:
+    """One step of deleting a run in short transactions (see SQLite's ``delete_run_in_part``)."""
+    _, reached = await _delete_oldest(conn, run_id, through, max_rows)
+    return await delete_run(conn, run_id) if reached else None
+
+
+async def _delete_oldest(conn: asyncpg.Connection, run_id: str, through: int, max_rows: int) -> tuple[int, bool]:
+    """Delete the run's oldest rows, at most ``max_rows`` and none above ``through``, keeping its
+    counters and ``trimmed_through`` right; returns the rows deleted and whether they reached
+    ``through`` (the caller then deletes the run)."""
+    await _lock_run(conn, run_id)
+    newest, count, size = await conn.fetchrow(
+        "SELECT max(id), count(*), coalesce(sum(octet_length(data)), 0) FROM "
+        "(SELECT id, data FROM events WHERE run_id = $1 AND id <= $2 ORDER BY id LIMIT $3) AS oldest",
+        run_id, through, max_rows,
+    )
+    if newest is None:
+        return 0, True
+    await conn.execute("DELETE FROM events WHERE run_id = $1 AND id <= $2", run_id, newest)
+    if newest >= through:
+        return count, True
+    await conn.execute(
+        "UPDATE runs SET event_count = event_count - $1, total_bytes = total_bytes - $2, "
+        "trimmed_through = greatest(trimmed_through, $3) WHERE run_id = $4",
+        count, size, newest, run_id,
+    )
+    return count, False
+
+
+async def expire_idempotency_keys(conn: asyncpg.Connection, created_before: float, max_rows: int) -> int:
+    status = await conn.execute(
+        "DELETE FROM idempotency_keys WHERE (run_id, key) IN "
+        "(SELECT run_id, key FROM idempotency_keys WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+        created_before, max_rows,
+    )
+    return int(status.split()[-1])
+
+
+async def delete_run(conn: asyncpg.Connection, run_id: str) -> bool:
+    await conn.execute("DELETE FROM events WHERE run_id = $1", run_id)
+    await conn.execute("DELETE FROM idempotency_keys WHERE run_id = $1", run_id)
+    return (await conn.execute("DELETE FROM runs WHERE run_id = $1", run_id)) != "DELETE 0"
