@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -47,6 +48,10 @@ from tests.http.server import ServerProcess  # noqa: E402
 from tests.postgres_server import PostgresCluster, find_bin  # noqa: E402
 
 Database = Path | str
+
+
+class PostgresMissing(RuntimeError):
+    """No PostgreSQL server binaries on this machine (and no ``--url``)."""
 
 
 async def bench_asyncpg(url: str, seconds: float, warmup: float, batch: int) -> float:
@@ -120,38 +125,49 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f}"
 
 
-async def main(args: argparse.Namespace) -> None:
+@dataclass
+class Results:
+    """What one run measured; ``markdown`` renders it for this script and for report.py."""
+
+    where: str
+    producers: list[int]
+    throughput: dict[int, tuple[float, float]]
+    """producers -> (SQLite, PostgreSQL) appends/s, median round."""
+    asyncpg_per_event: float
+    asyncpg_batched: float
+    rate: float
+    latency_seconds: float
+    latency: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
+    """backend -> (same server, POST to A and stream on B) latencies in seconds, sorted."""
+
+
+async def measure(args: argparse.Namespace) -> Results:
+    """Run every measurement of this script (see the module docstring)."""
     cluster = None
     if args.url is None:
         bin_dir = find_bin()
         if bin_dir is None:
-            raise SystemExit("benchmarks/postgres.py: no PostgreSQL server binaries (apt-get install postgresql), or pass --url")
+            raise PostgresMissing("no PostgreSQL server binaries (apt-get install postgresql), or pass --url")
         cluster = PostgresCluster(bin_dir).start()
     folder = Path(tempfile.mkdtemp(prefix="eventlog-bench-pg-"))
     try:
         fresh_pg = (lambda: cluster.new_database()) if cluster else (lambda: args.url)
-        print(f"# eventlog on PostgreSQL next to SQLite ({'throwaway cluster, fsync=on' if cluster else args.url})\n")
-        print("## Append throughput (appends/s, each producer awaiting its durable append; median of rounds)\n")
-        print("| producers | SQLite | PostgreSQL | PostgreSQL / SQLite |")
-        print("|---|---|---|---|")
-        p1 = 0.0  # eventlog on PostgreSQL with the first producer count (1 by default)
+        throughput: dict[int, tuple[float, float]] = {}
         for producers in args.producers:
             rounds: dict[str, list] = {"sqlite": [], "postgres": []}
             for r in range(args.rounds):
                 rounds["sqlite"].append(await bench_eventlog(folder / f"a-{producers}-{r}.db", args.seconds, args.warmup, producers, 0))
                 rounds["postgres"].append(await bench_eventlog(fresh_pg(), args.seconds, args.warmup, producers, 0))
-            s, p = median_rate(rounds["sqlite"]), median_rate(rounds["postgres"])
-            p1 = p1 or p.per_second
-            print(f"| {producers} | {s.per_second:,.0f} | {p.per_second:,.0f} | {p.per_second / s.per_second:.2f} |")
-        per_event = await bench_asyncpg(fresh_pg(), args.seconds, args.warmup, 1)
-        batched = await bench_asyncpg(fresh_pg(), args.seconds, args.warmup, 100)
-        print(f"\nPostgreSQL baselines, same run: asyncpg INSERT + commit per event {per_event:,.0f}/s "
-              f"(eventlog@{args.producers[0]} / this: {p1 / per_event:.2f}); asyncpg executemany x100 per transaction {batched:,.0f}/s "
-              f"(eventlog@{args.producers[-1]} / this: {p.per_second / batched:.2f})")
-
-        print(f"\n## SSE end-to-end and cross-server wake-up latency (ms, p50 / p99; {args.rate:g} events/s for {args.latency_seconds:g} s)\n")
-        print("| backend | same server | POST to A, stream on B | cross / same (p50) |")
-        print("|---|---|---|---|")
+            throughput[producers] = (median_rate(rounds["sqlite"]).per_second, median_rate(rounds["postgres"]).per_second)
+        results = Results(
+            where="a throwaway cluster, fsync=on" if cluster else args.url,
+            producers=list(args.producers),
+            throughput=throughput,
+            asyncpg_per_event=await bench_asyncpg(fresh_pg(), args.seconds, args.warmup, 1),
+            asyncpg_batched=await bench_asyncpg(fresh_pg(), args.seconds, args.warmup, 100),
+            rate=args.rate,
+            latency_seconds=args.latency_seconds,
+        )
         for backend, database in (("SQLite (one file)", folder / "sse.db"), ("PostgreSQL", fresh_pg())):
             a, b = servers(database, folder, 2)
             try:
@@ -160,11 +176,39 @@ async def main(args: argparse.Namespace) -> None:
             finally:
                 a.kill()
                 b.kill()
-            print(f"| {backend} | {ms(percentile(same, 50))} / {ms(percentile(same, 99))} | "
-                  f"{ms(percentile(cross, 50))} / {ms(percentile(cross, 99))} | {percentile(cross, 50) / percentile(same, 50):.2f} |")
+            results.latency[backend] = (same, cross)
+        return results
     finally:
         if cluster is not None:
             cluster.destroy()
+
+
+def markdown(r: Results) -> str:
+    """The two tables of a run, each figure next to its same-run baselines."""
+    lines = ["Append throughput (appends/s, each producer awaiting its durable append; median of rounds):", "",
+             "| producers | SQLite | PostgreSQL | PostgreSQL / SQLite |", "|---|---|---|---|"]
+    for n, (lite, pg) in r.throughput.items():
+        lines.append(f"| {n} | {lite:,.0f} | {pg:,.0f} | {pg / lite:.2f} |")
+    first, last = r.producers[0], r.producers[-1]
+    lines += ["", f"PostgreSQL baselines, same run: asyncpg INSERT + commit per event {r.asyncpg_per_event:,.0f}/s "
+              f"(eventlog@{first} / this: {r.throughput[first][1] / r.asyncpg_per_event:.2f}); asyncpg executemany x100 per "
+              f"transaction {r.asyncpg_batched:,.0f}/s (eventlog@{last} / this: {r.throughput[last][1] / r.asyncpg_batched:.2f}).", "",
+              f"SSE end-to-end and cross-server wake-up latency (ms, p50 / p99; {r.rate:g} events/s for {r.latency_seconds:g} s; "
+              "two servers on one log):", "",
+              "| backend | same server | POST to A, stream on B | cross / same (p50) |", "|---|---|---|---|"]
+    for backend, (same, cross) in r.latency.items():
+        lines.append(f"| {backend} | {ms(percentile(same, 50))} / {ms(percentile(same, 99))} | "
+                     f"{ms(percentile(cross, 50))} / {ms(percentile(cross, 99))} | {percentile(cross, 50) / percentile(same, 50):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+async def main(args: argparse.Namespace) -> None:
+    try:
+        results = await measure(args)
+    except PostgresMissing as exc:
+        raise SystemExit(f"benchmarks/postgres.py: {exc}") from None
+    print(f"# eventlog on PostgreSQL next to SQLite ({results.where})\n")
+    print(markdown(results))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

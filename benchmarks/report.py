@@ -38,6 +38,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 import append  # noqa: E402
 import bridge  # noqa: E402
+import postgres  # noqa: E402
 import redis_server  # noqa: E402
 import resume  # noqa: E402
 import sse  # noqa: E402
@@ -53,6 +54,7 @@ class Plan:
     sse_argv: list[str]
     bridge_events: int
     bridge_trials: int
+    postgres_argv: list[str]
 
 
 def plan(quick: bool, huge: bool) -> Plan:
@@ -65,6 +67,7 @@ def plan(quick: bool, huge: bool) -> Plan:
             sse_argv=["--seconds", "1", "--subscribers", "1,10", "--idle-streams", "10"],
             bridge_events=50,
             bridge_trials=1,
+            postgres_argv=["--quick", "--producers", "1", "10"],
         )
     return Plan(
         quick=False,
@@ -73,6 +76,7 @@ def plan(quick: bool, huge: bool) -> Plan:
         sse_argv=["--subscribers", "1,10,100,1000"],
         bridge_events=1000,
         bridge_trials=3,
+        postgres_argv=["--producers", "1", "10", "100"],
     )
 
 
@@ -89,6 +93,8 @@ class Measured:
     sse_workers: sse.ServerResult
     """eventlog served with ``--workers 2`` (latency only: the same subscriber counts)."""
     bridge: dict[str, tuple[float, float]]
+    postgres: postgres.Results | str
+    '''The PostgreSQL figures, or why they were not measured.'''
     seconds: dict[str, float] = field(default_factory=dict)
     load: tuple[float, float] = (0.0, 0.0)
 
@@ -120,7 +126,18 @@ def measure_all(p: Plan) -> Measured:
     workers_args = sse.parse_args([*p.sse_argv, "--servers", "eventlog", "--eventlog-workers", "2", "--idle-streams", "0"])
     workers = timed("SSE fan-out, 2 workers", seconds, lambda: sse.run(sse.measure(workers_args)))["eventlog"]
     bridged = timed("bridge publish", seconds, lambda: asyncio.run(bridge_throughput(p.bridge_events, p.bridge_trials)))
-    return Measured(appended, append_args, resumed, streamed, sse_args, workers, bridged, seconds, (load0, os.getloadavg()[0]))
+    on_postgres = timed("PostgreSQL next to SQLite", seconds, lambda: measure_postgres(p.postgres_argv))
+    return Measured(appended, append_args, resumed, streamed, sse_args, workers, bridged, on_postgres, seconds,
+                    (load0, os.getloadavg()[0]))
+
+
+def measure_postgres(argv: list[str]) -> postgres.Results | str:
+    '''The PostgreSQL section's figures; on a machine without PostgreSQL the reason instead (the
+    rest of the report does not need it).'''
+    try:
+        return asyncio.run(postgres.measure(postgres.parse_args(argv)))
+    except postgres.PostgresMissing as exc:
+        return f"not measured: {exc}"
 
 
 # --- machine and versions ----------------------------------------------------------------------
@@ -153,6 +170,13 @@ def version_of(package: str) -> str:
         return "not installed"
 
 
+def postgres_version() -> str:
+    bin_dir = postgres.find_bin()
+    if bin_dir is None:
+        return "not installed"
+    return subprocess.run([str(Path(bin_dir) / "postgres"), "--version"], capture_output=True, text=True).stdout.strip()
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
@@ -172,6 +196,7 @@ def environment(m: Measured) -> list[tuple[str, str]]:
         ("eventlog", f"{version_of('eventlog')} (commit {git_commit()})"),
         ("redis-server", redis_server.version()),
         ("redis-py", version_of("redis")),
+        ("PostgreSQL / asyncpg", f"{postgres_version()} / {version_of('asyncpg')}"),
         ("aiosqlite / uvicorn / starlette", f"{version_of('aiosqlite')} / {version_of('uvicorn')} / {version_of('starlette')}"),
     ]
 
@@ -356,6 +381,31 @@ def plot_memory(m: Measured, out: Path) -> str:
     return save(fig, out, "memory.png")
 
 
+def plot_postgres(r: postgres.Results, out: Path) -> str:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    ns = list(r.throughput)
+    x = range(len(ns))
+    left.bar([i - 0.2 for i in x], [r.throughput[n][0] for n in ns], width=0.4, label="SQLite", color="C0")
+    left.bar([i + 0.2 for i in x], [r.throughput[n][1] for n in ns], width=0.4, label="PostgreSQL", color="C2")
+    left.set_xticks(list(x), [str(n) for n in ns])
+    left.set(xlabel="producers", ylabel="appends/s", title="durable append throughput")
+    left.legend(fontsize=8)
+    labels, p50s, p99s = [], [], []
+    for backend, (same, cross) in r.latency.items():
+        short = backend.split(" ")[0]
+        for name, samples in (("same", same), ("A->B", cross)):
+            labels.append(f"{short}\n{name}")
+            p50s.append(postgres.percentile(samples, 50) * 1e3)
+            p99s.append(postgres.percentile(samples, 99) * 1e3)
+    xs = range(len(labels))
+    right.bar([i - 0.2 for i in xs], p50s, width=0.4, label="p50", color="C0")
+    right.bar([i + 0.2 for i in xs], p99s, width=0.4, label="p99", color="C1")
+    right.set_xticks(list(xs), labels, fontsize=8)
+    right.set(ylabel="ms", title="POST to event received (SSE)")
+    right.legend(fontsize=8)
+    return save(fig, out, "postgres.png")
+
+
 # --- the report --------------------------------------------------------------------------------
 
 
@@ -447,6 +497,17 @@ def render(m: Measured, p: Plan, out: Path) -> str:
     memory = m.bridge["in-memory"][0]
     add(table(["bridge", "events/s", "CPU us/event", "vs in-memory"],
               [[name, f"{r:,.0f}", f"{c * 1e6:.1f}", f"{r / memory:.0%}"] for name, (r, c) in m.bridge.items()]))
+
+    add("\n## PostgreSQL backend next to SQLite\n\n")
+    if isinstance(m.postgres, str):
+        add(m.postgres + "\n")
+    else:
+        add(f"benchmarks/postgres.py on {m.postgres.where} ({postgres_version()}), next to SQLite and to plain "
+            "asyncpg in the same run; the same producers (each awaiting its durable append) and the same SSE client as above. "
+            "Cross-server: two `eventlog serve` processes on one log, the POST to A and the stream on B (PostgreSQL: "
+            "LISTEN/NOTIFY; SQLite: both on one file, the file watch).\n\n")
+        add(f"![postgres]({plot_postgres(m.postgres, out)})\n\n")
+        add(postgres.markdown(m.postgres))
     return "".join(parts)
 
 

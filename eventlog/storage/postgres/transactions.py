@@ -26,7 +26,8 @@ import asyncpg
 from eventlog.errors import EventLogError, InvalidData, InvalidInput, RunEnded, RunExists, RunNotFound
 from eventlog.models import END_EVENT, Event
 from eventlog.storage.base import Committed, EndRun, ImportRows, RetentionPolicy, WriteRequest, WriteResult
-from eventlog.storage.transactions import _Batch, _info, _notices, _Rows, _RunState
+from eventlog.storage.run_cache import RunState
+from eventlog.storage.transactions import _CREATED, _Batch, _info, _notices, _Rows
 
 CHANNEL = "eventlog"
 """The NOTIFY channel: each commit announces ``[[run_id, newest id], ...]`` of the runs it
@@ -47,7 +48,7 @@ class _Refused(Exception):
         self.error = error
 
 
-async def _lock_runs(conn: asyncpg.Connection, run_ids: Iterable[str], now: float) -> dict[str, _RunState | None]:
+async def _lock_runs(conn: asyncpg.Connection, run_ids: Iterable[str], now: float) -> dict[str, RunState | None]:
     """Lock the rows of ``run_ids``, in sorted order (the same in every transaction, so two
     batches never deadlock on each other), and return their states; None for a run that did
     not exist. Such a run gets a placeholder row here, which holds the lock on the new run's
@@ -58,13 +59,13 @@ async def _lock_runs(conn: asyncpg.Connection, run_ids: Iterable[str], now: floa
         f"RETURNING run_id, (xmax = 0) AS inserted, {_STATE_COLUMNS}",
         sorted(set(run_ids)), now,
     )
-    states: dict[str, _RunState | None] = {}
+    states: dict[str, RunState | None] = {}
     for row in rows:
         if row["inserted"]:
             states[row["run_id"]] = None
         else:
             values = list(row.values())[2:]
-            states[row["run_id"]] = _RunState(True, *values, previous_last_id=row["last_id"])
+            states[row["run_id"]] = RunState(True, *values, previous_last_id=row["last_id"])
     return states
 
 
@@ -78,8 +79,8 @@ async def _take_ids(conn: asyncpg.Connection, count: int) -> list[int]:
 class _Planner(_Batch):
     """SQLite's planner on states and keys loaded beforehand: it asks the connection nothing."""
 
-    def __init__(self, states: dict[str, _RunState | None], keys: dict[tuple[str, str], tuple[str, list[int]]], now: float) -> None:
-        super().__init__(None, now)  # type: ignore[arg-type]
+    def __init__(self, states: dict[str, RunState | None], keys: dict[tuple[str, str], tuple[str, list[int]]], now: float) -> None:
+        super().__init__(None, now, None)  # type: ignore[arg-type]
         self.states = states
         self.keys.update(keys)
 
@@ -147,7 +148,7 @@ async def _apply(conn: asyncpg.Connection, requests: list[WriteRequest], now: fl
             outcomes.append(row_ids[0] if isinstance(request, EndRun) else row_ids)
             if plan.key is not None:
                 batch.new_keys.append((request.run_id, plan.key, request.fingerprint, row_ids))  # type: ignore[union-attr]
-        elif plan == "created":
+        elif plan is _CREATED:
             outcomes.append(None)  # replaced by the RunInfo below
         else:
             outcomes.append(plan)  # type: ignore[arg-type]
@@ -171,7 +172,7 @@ async def _apply(conn: asyncpg.Connection, requests: list[WriteRequest], now: fl
     keys = [(r, k, f, json.dumps(i)) for r, k, f, i in batch.new_keys]
     await _save(conn, touched, events, notices, unused=unused, keys=keys, now=now)
     for index, (request, plan) in enumerate(zip(requests, plans)):
-        if plan == "created":
+        if plan is _CREATED:
             outcomes[index] = _info(request.run_id, batch.states[request.run_id])  # type: ignore[arg-type]
     return outcomes, notices
 
@@ -208,7 +209,7 @@ def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object
 
 async def _save(
     conn: asyncpg.Connection,
-    states: dict[str, _RunState],
+    states: dict[str, RunState],
     events: list[Event],
     notices: list[Committed],
     *,
@@ -253,13 +254,13 @@ async def import_rows(conn: asyncpg.Connection, request: ImportRows, now: float)
     """Apply one ``ImportRows`` (the rules are SQLite's: see ``transactions.import_rows``);
     raises ``_Refused`` for a refused request, whose savepoint then rolls back."""
     locked = await _lock_runs(conn, [run.run_id for run in request.runs] + [e.run_id for e in request.events], now)
-    states: dict[str, _RunState] = {}
+    states: dict[str, RunState] = {}
     trimmed: dict[str, int] = {}
     fresh = iter(await _take_ids(conn, len(request.events) + sum(1 for r in request.runs if r.trimmed_through)) if request.remap else ())
     for run in request.runs:
         if run.run_id in states or locked[run.run_id] is not None:
             raise _Refused(RunExists(run.run_id))
-        states[run.run_id] = _RunState(False, run.created_at, run.metadata_json, 0, 0, 0, None, None, None, 0, touched=True)
+        states[run.run_id] = RunState(False, run.created_at, run.metadata_json, 0, 0, 0, None, None, None, 0, touched=True)
         # With remap, an id of its own stands for the trimmed events, so readers get a gap.
         trimmed[run.run_id] = next(fresh) if request.remap and run.trimmed_through else run.trimmed_through
     rows: list[Event] = []
