@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import Receive, Scope, Send
 
 from eventlog import EventLog
 from eventlog.http import langgraph, metrics, openapi, routes, ui
@@ -22,6 +23,16 @@ from eventlog.http.errors import EXCEPTION_HANDLERS
 from eventlog.http.settings import Settings
 from eventlog.http.shutdown import on_exit_signal
 from eventlog.http.sse import StreamCounter
+from eventlog.http.stream import SERVER_SEND
+
+
+class App(Starlette):
+    """The Starlette app, handing each request the server's own ``send`` in its scope too, for
+    the SSE streams' body chunks (``stream.SERVER_SEND`` says why)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[SERVER_SEND] = send
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -56,7 +67,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 expose_headers=["Location"],
             )
         )
-    app = Starlette(
+    app = App(
         routes=[*routes.routes, *langgraph.routes, *metrics.routes, *openapi.routes, *ui.routes],
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

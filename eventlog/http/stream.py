@@ -29,6 +29,12 @@ from eventlog.log.subscription import Item
 logger = logging.getLogger("eventlog.http")
 
 HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SERVER_SEND = "eventlog.server_send"
+"""Scope key of the ASGI server's own ``send`` (``app.App`` puts it there). A stream writes its
+body chunks with it: Starlette's middleware and route wrap ``send`` once per layer, three
+coroutines deep, only to note that a response has started, and a broadcast to a thousand
+streams would pay those layers a thousand times per chunk. The start of the response still
+goes through them, so they know it has started."""
 
 
 def stream_response(
@@ -87,12 +93,12 @@ class Stream:
         """The response is complete (or the client has gone): nothing more is written."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._send = send
         self._counter.active += 1
         self._counter.total += 1
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self._headers})
-            await send(_body(retry_frame(self._retry_ms)))
+            self._send = scope.get(SERVER_SEND, send)
+            await self._send(_body(retry_frame(self._retry_ms)))
             self._start_catching_up()
             # uvicorn answers a pending receive with http.disconnect also once the response is
             # complete, so this returns when the client goes away or the stream has ended.
