@@ -311,6 +311,7 @@ def _apply(
     ids = range(first_id, first_id + len(batch.rows))
 
     outcomes: list[WriteResult | BaseException] = []
+    created: list[int] = []
     for request, plan in zip(requests, plans):
         if isinstance(plan, _Rows):
             row_ids = list(ids[plan.span])
@@ -318,7 +319,9 @@ def _apply(
             if plan.key is not None:
                 batch.new_keys.append((request.run_id, plan.key, request.fingerprint, row_ids))  # type: ignore[union-attr]
         else:
-            outcomes.append(plan)  # type: ignore[arg-type]  # _CREATED is replaced below
+            if plan is _CREATED:
+                created.append(len(outcomes))  # its RunInfo replaces it below
+            outcomes.append(plan)  # type: ignore[arg-type]
 
     states = batch.states
     by_run: dict[str, list[Event]] = {}
@@ -348,9 +351,9 @@ def _apply(
         [(r, k, f, json.dumps(i), batch.now) for r, k, f, i in batch.new_keys],
     )
     cache.keep(conn, states, ids[-1] if ids else None)
-    for index, (request, plan) in enumerate(zip(requests, plans)):
-        if plan is _CREATED:
-            outcomes[index] = _info(request.run_id, states[request.run_id])  # type: ignore[arg-type]
+    for index in created:
+        run_id = requests[index].run_id
+        outcomes[index] = _info(run_id, states[run_id])  # type: ignore[arg-type]
 
     return outcomes, _notices(touched, by_run)
 
@@ -360,25 +363,27 @@ def _save_runs(conn: sqlite3.Connection, states: dict[str, RunState], trimmed: d
     ``trimmed_through`` from ``trimmed`` (an import's; else 0), and an UPDATE of what appends
     change for a stored one (retention alone moves its ``trimmed_through``). Not one upsert:
     it binds every column and tries the insert first, a third more CPU per row."""
-    new = [
-        (run_id, s.created_at, s.metadata_json, s.event_count, s.total_bytes, s.last_id,
-         (trimmed or {}).get(run_id, 0), s.end_id, s.end_reason, s.ended_at)
-        for run_id, s in states.items() if not s.stored
-    ]
+    new: list[tuple[object, ...]] = []
+    running: list[tuple[object, ...]] = []
+    ended: list[tuple[object, ...]] = []
+    for run_id, s in states.items():  # one pass: a batch of 100 producers touches 100 runs
+        if not s.stored:
+            new.append((run_id, s.created_at, s.metadata_json, s.event_count, s.total_bytes, s.last_id,
+                        (trimmed or {}).get(run_id, 0), s.end_id, s.end_reason, s.ended_at))
+        elif s.end_id is None:
+            running.append((s.event_count, s.total_bytes, s.last_id, run_id))
+        else:
+            # A stored run that is ended now ended in this batch (an ended run takes no more
+            # rows): only those rows need the end columns, which cost the others an eighth
+            # more CPU per row.
+            ended.append((s.event_count, s.total_bytes, s.last_id, s.end_id, s.end_reason, s.ended_at, run_id))
     _execute(
         conn,
         "INSERT INTO runs (run_id, created_at, metadata, event_count, total_bytes, last_id, trimmed_through, "
         "end_id, end_reason, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         new,
     )
-    # A stored run that is ended now ended in this batch (an ended run takes no more rows):
-    # only those rows need the end columns, which cost the others an eighth more CPU per row.
-    running = [(s.event_count, s.total_bytes, s.last_id, run_id) for run_id, s in states.items() if s.stored and s.end_id is None]
     _execute(conn, "UPDATE runs SET event_count = ?, total_bytes = ?, last_id = ? WHERE run_id = ?", running)
-    ended = [
-        (s.event_count, s.total_bytes, s.last_id, s.end_id, s.end_reason, s.ended_at, run_id)
-        for run_id, s in states.items() if s.stored and s.end_id is not None
-    ]
     _execute(
         conn,
         "UPDATE runs SET event_count = ?, total_bytes = ?, last_id = ?, end_id = ?, end_reason = ?, ended_at = ? "
