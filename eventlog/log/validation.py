@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from eventlog.errors import InvalidData, InvalidEventName, InvalidInput, InvalidRunId
@@ -49,14 +50,31 @@ def check_event_name(name: object, *, allow_reserved: bool = False) -> str:
     return name
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-"""What ``json.dumps`` with these options builds anew at every call."""
+def _compact_encoder() -> Callable[[Any], str]:
+    """Compact JSON (UTF-8 kept as is, NaN and infinities refused) as one C call per value.
+
+    ``JSONEncoder.encode`` builds its C encoder anew at every call, which is half of its cost
+    for an event's data (0.8 of 1.5 us): this builds the one ``encode`` would, once. Without
+    circular checks: a value that contains itself meets the recursion limit instead, refused
+    all the same (as RecursionError), and no other value pays for the check. Where the C
+    accelerator is missing (not on CPython), ``encode`` itself."""
+    encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False)
+    if c_make_encoder is None:
+        return encoder.encode
+    iterencode = c_make_encoder(
+        None, encoder.default, encode_basestring, None, encoder.key_separator, encoder.item_separator,
+        encoder.sort_keys, encoder.skipkeys, encoder.allow_nan,
+    )
+    return lambda value: "".join(iterencode(value, 0))
+
+
+_encode = _compact_encoder()
 
 
 def encode_json(value: Any, what: str = "event data") -> str:
     """Compact JSON, UTF-8 kept as is; NaN and infinities are refused since JSON has neither."""
     try:
-        encoded = _ENCODER.encode(value)
+        encoded = _encode(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidData(f"{what} is not JSON-serialisable: {exc}") from None
     if not is_storable(encoded):

@@ -103,9 +103,12 @@ _CREATED = object()
 """``_Batch.plan``'s outcome for a run it creates: the RunInfo is built once the batch is applied."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Rows:
-    """The rows a request adds to the batch; ``key`` is the idempotency key to record with them."""
+    """The rows a request adds to the batch; ``key`` is the idempotency key to record with them.
+
+    Not frozen (though never changed): one is made per request, and a frozen dataclass's
+    ``__init__`` costs three times as much."""
 
     span: slice
     key: str | None = None
@@ -200,18 +203,34 @@ class _Batch:
 
     def insert_rows(self) -> int:
         """Insert the collected rows; returns the id of the first one."""
-        if not self.rows:
+        rows = self.rows
+        if not rows:
             return 0
         before = self.cache.sequence(self.conn)
-        self.conn.executemany(
-            "INSERT INTO events (run_id, event, data, created_at) VALUES (?, ?, ?, ?)", self.rows
-        )
         # AUTOINCREMENT hands out max(sequence, max(id)) + 1 for each row, and we hold the write
         # lock: the rows got consecutive ids starting right after the previous sequence value.
-        after = sequence(self.conn)
-        if after - before != len(self.rows):
-            raise RuntimeError(f"unexpected id allocation: {before}..{after} for {len(self.rows)} rows")
+        # A lone row's id comes with its insert; executemany reports none, so after several
+        # the sequence is read back.
+        if len(rows) == 1:
+            after = self.conn.execute(_INSERT_EVENT, rows[0]).lastrowid
+        else:
+            self.conn.executemany(_INSERT_EVENT, rows)
+            after = sequence(self.conn)
+        if after - before != len(rows):
+            raise RuntimeError(f"unexpected id allocation: {before}..{after} for {len(rows)} rows")
         return before + 1
+
+
+_INSERT_EVENT = "INSERT INTO events (run_id, event, data, created_at) VALUES (?, ?, ?, ?)"
+
+
+def _execute(conn: sqlite3.Connection, sql: str, rows: list[tuple[object, ...]]) -> None:
+    """``executemany``, or ``execute`` for one row: a third of the cost of a one-row
+    ``executemany`` (a lone producer's every commit)."""
+    if len(rows) == 1:
+        conn.execute(sql, rows[0])
+    elif rows:
+        conn.executemany(sql, rows)
 
 
 def apply_writes(
@@ -265,7 +284,7 @@ def _apply_in_order(
 ) -> tuple[list[WriteResult | BaseException], list[Committed]]:
     """Apply a batch in submission order: each import on its own (it brings its own ids), the
     requests between imports together."""
-    if not any(isinstance(request, ImportRows) for request in requests):
+    if ImportRows not in set(map(type, requests)):  # the common case, checked at C speed
         return _apply(conn, requests, cache)
     outcomes: list[WriteResult | BaseException] = []
     committed: list[Committed] = []
@@ -292,6 +311,7 @@ def _apply(
     ids = range(first_id, first_id + len(batch.rows))
 
     outcomes: list[WriteResult | BaseException] = []
+    created: list[int] = []
     for request, plan in zip(requests, plans):
         if isinstance(plan, _Rows):
             row_ids = list(ids[plan.span])
@@ -299,17 +319,23 @@ def _apply(
             if plan.key is not None:
                 batch.new_keys.append((request.run_id, plan.key, request.fingerprint, row_ids))  # type: ignore[union-attr]
         else:
-            outcomes.append(plan)  # type: ignore[arg-type]  # _CREATED is replaced below
+            if plan is _CREATED:
+                created.append(len(outcomes))  # its RunInfo replaces it below
+            outcomes.append(plan)  # type: ignore[arg-type]
 
     states = batch.states
-    events: list[Event] = []
+    by_run: dict[str, list[Event]] = {}
     for event_id, (run_id, name, data_json, created_at) in zip(ids, batch.rows):
-        events.append(Event(event_id, run_id, name, data_json, created_at))
-        state = states[run_id]
-        assert state is not None
-        state.last_id = event_id
-        if name == END_EVENT:
-            state.end_id = event_id
+        event = Event(event_id, run_id, name, data_json, created_at)
+        run_events = by_run.get(run_id)
+        if run_events is None:
+            by_run[run_id] = [event]
+        else:
+            run_events.append(event)
+    for run_id, run_events in by_run.items():
+        states[run_id].last_id = run_events[-1].id  # type: ignore[union-attr]
+    for run_id, marker in batch.end_rows.items():
+        states[run_id].end_id = first_id + marker.span.start  # type: ignore[union-attr]
     if batch.end_rows:  # a request refused because the run ended in this batch learns the end's id
         for index, outcome in enumerate(outcomes):
             if isinstance(outcome, RunEnded) and outcome.end_id == -1:
@@ -319,17 +345,17 @@ def _apply(
 
     touched = {run_id: state for run_id, state in states.items() if state is not None and state.touched}
     _save_runs(conn, touched)
-    if batch.new_keys:
-        conn.executemany(
-            "INSERT INTO idempotency_keys (run_id, key, fingerprint, ids, created_at) VALUES (?, ?, ?, ?, ?)",
-            [(r, k, f, json.dumps(i), batch.now) for r, k, f, i in batch.new_keys],
-        )
+    _execute(
+        conn,
+        "INSERT INTO idempotency_keys (run_id, key, fingerprint, ids, created_at) VALUES (?, ?, ?, ?, ?)",
+        [(r, k, f, json.dumps(i), batch.now) for r, k, f, i in batch.new_keys],
+    )
     cache.keep(conn, states, ids[-1] if ids else None)
-    for index, (request, plan) in enumerate(zip(requests, plans)):
-        if plan is _CREATED:
-            outcomes[index] = _info(request.run_id, states[request.run_id])  # type: ignore[arg-type]
+    for index in created:
+        run_id = requests[index].run_id
+        outcomes[index] = _info(run_id, states[run_id])  # type: ignore[arg-type]
 
-    return outcomes, _notices(touched, events)
+    return outcomes, _notices(touched, by_run)
 
 
 def _save_runs(conn: sqlite3.Connection, states: dict[str, RunState], trimmed: dict[str, int] | None = None) -> None:
@@ -337,40 +363,39 @@ def _save_runs(conn: sqlite3.Connection, states: dict[str, RunState], trimmed: d
     ``trimmed_through`` from ``trimmed`` (an import's; else 0), and an UPDATE of what appends
     change for a stored one (retention alone moves its ``trimmed_through``). Not one upsert:
     it binds every column and tries the insert first, a third more CPU per row."""
-    new = [
-        (run_id, s.created_at, s.metadata_json, s.event_count, s.total_bytes, s.last_id,
-         (trimmed or {}).get(run_id, 0), s.end_id, s.end_reason, s.ended_at)
-        for run_id, s in states.items() if not s.stored
-    ]
-    if new:
-        conn.executemany(
-            "INSERT INTO runs (run_id, created_at, metadata, event_count, total_bytes, last_id, trimmed_through, "
-            "end_id, end_reason, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            new,
-        )
-    # A stored run that is ended now ended in this batch (an ended run takes no more rows):
-    # only those rows need the end columns, which cost the others an eighth more CPU per row.
-    running = [(s.event_count, s.total_bytes, s.last_id, run_id) for run_id, s in states.items() if s.stored and s.end_id is None]
-    if running:
-        conn.executemany("UPDATE runs SET event_count = ?, total_bytes = ?, last_id = ? WHERE run_id = ?", running)
-    ended = [
-        (s.event_count, s.total_bytes, s.last_id, s.end_id, s.end_reason, s.ended_at, run_id)
-        for run_id, s in states.items() if s.stored and s.end_id is not None
-    ]
-    if ended:
-        conn.executemany(
-            "UPDATE runs SET event_count = ?, total_bytes = ?, last_id = ?, end_id = ?, end_reason = ?, ended_at = ? "
-            "WHERE run_id = ?",
-            ended,
-        )
+    new: list[tuple[object, ...]] = []
+    running: list[tuple[object, ...]] = []
+    ended: list[tuple[object, ...]] = []
+    for run_id, s in states.items():  # one pass: a batch of 100 producers touches 100 runs
+        if not s.stored:
+            new.append((run_id, s.created_at, s.metadata_json, s.event_count, s.total_bytes, s.last_id,
+                        (trimmed or {}).get(run_id, 0), s.end_id, s.end_reason, s.ended_at))
+        elif s.end_id is None:
+            running.append((s.event_count, s.total_bytes, s.last_id, run_id))
+        else:
+            # A stored run that is ended now ended in this batch (an ended run takes no more
+            # rows): only those rows need the end columns, which cost the others an eighth
+            # more CPU per row.
+            ended.append((s.event_count, s.total_bytes, s.last_id, s.end_id, s.end_reason, s.ended_at, run_id))
+    _execute(
+        conn,
+        "INSERT INTO runs (run_id, created_at, metadata, event_count, total_bytes, last_id, trimmed_through, "
+        "end_id, end_reason, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        new,
+    )
+    _execute(conn, "UPDATE runs SET event_count = ?, total_bytes = ?, last_id = ? WHERE run_id = ?", running)
+    _execute(
+        conn,
+        "UPDATE runs SET event_count = ?, total_bytes = ?, last_id = ?, end_id = ?, end_reason = ?, ended_at = ? "
+        "WHERE run_id = ?",
+        ended,
+    )
 
 
-def _notices(states: dict[str, RunState], events: list[Event]) -> list[Committed]:
-    """What a transaction committed, per run it touched, for the notifier."""
-    by_run: dict[str, list[Event]] = {}
-    for event in events:
-        by_run.setdefault(event.run_id, []).append(event)
-    return [Committed(run_id, s.previous_last_id, tuple(by_run.get(run_id, ()))) for run_id, s in states.items()]
+def _notices(states: dict[str, RunState], events: dict[str, list[Event]]) -> list[Committed]:
+    """What a transaction committed, per run it touched (``events``: its new rows by run), for
+    the notifier."""
+    return [Committed(run_id, s.previous_last_id, tuple(events.get(run_id, ()))) for run_id, s in states.items()]
 
 
 def _info(run_id: str, state: RunState) -> RunInfo:
@@ -442,7 +467,10 @@ def import_rows(conn: sqlite3.Connection, request: ImportRows) -> tuple[list[int
         if conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'events'", (reserve,)).rowcount == 0:
             conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (reserve,))
     _save_runs(conn, states, trimmed)
-    return ids, _notices(states, rows)
+    by_run: dict[str, list[Event]] = {}
+    for row in rows:
+        by_run.setdefault(row.run_id, []).append(row)
+    return ids, _notices(states, by_run)
 
 
 # --- retention ---------------------------------------------------------------------------------
