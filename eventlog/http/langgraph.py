@@ -20,7 +20,7 @@ from eventlog.http.openapi import ApiRoute, Operation, Param, Reply
 from eventlog.http.params import CURSOR_PARAMS, gap_policy, resume_cursor
 from eventlog.http.routes import READ_ERRORS, RUN_ID, STREAM_REPLY, path_run
 from eventlog.http.schemas import ThreadRunStatus, reply
-from eventlog.http.stream import Stream, stream_response
+from eventlog.http.stream import stream_response
 
 _ERROR_REASONS = {"error", "failed", "failure", "timeout"}
 _INTERRUPTED_REASONS = {"interrupted", "interrupt", "cancelled", "canceled", "abandoned"}

@@ -21,7 +21,8 @@ Writer thread only: no locking.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+
+from eventlog.storage.planner import RunState
 
 _STATE_SQL = (
     "SELECT created_at, metadata, event_count, total_bytes, last_id, end_id, end_reason, ended_at "
@@ -29,31 +30,9 @@ _STATE_SQL = (
 )
 
 
-@dataclass(slots=True)
-class RunState:
-    """A run's row as this transaction sees it, updated as the batch is applied."""
-
-    stored: bool
-    """The row is in the file (else the transaction inserts it)."""
-    created_at: float
-    metadata_json: str
-    event_count: int
-    total_bytes: int
-    last_id: int
-    end_id: int | None
-    end_reason: str | None
-    ended_at: float | None
-    previous_last_id: int
-    touched: bool = False
-
-
 def load_state(conn: sqlite3.Connection, run_id: str) -> RunState | None:
     row = conn.execute(_STATE_SQL, (run_id,)).fetchone()
     return None if row is None else RunState(True, *row, previous_last_id=row[4])
-
-
-def new_state(now: float, metadata_json: str = "{}") -> RunState:
-    return RunState(False, now, metadata_json, 0, 0, 0, None, None, None, 0, touched=True)
 
 
 def sequence(conn: sqlite3.Connection) -> int:

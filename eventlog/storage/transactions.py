@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from itertools import groupby
 from typing import TypeVar
 
@@ -20,28 +19,24 @@ from eventlog.errors import (
     DatabaseCorrupt,
     DatabaseFull,
     EventLogError,
-    IdempotencyConflict,
     InvalidData,
     InvalidInput,
-    RunActive,
     RunEnded,
     RunExists,
     RunNotFound,
     StorageError,
 )
-from eventlog.models import END_EVENT, Event, RunInfo
+from eventlog.models import END_EVENT, Event
 from eventlog.storage.base import (
-    Append,
     Committed,
-    CreateRun,
-    EndRun,
     ImportRows,
     RetentionPolicy,
     WriteRequest,
     WriteResult,
 )
 from eventlog.storage.connection import is_busy, is_corruption
-from eventlog.storage.run_cache import RunCache, RunState, load_state, new_state, sequence
+from eventlog.storage.planner import Planner, RunState, StoredKey, new_state, notices
+from eventlog.storage.run_cache import RunCache, load_state, sequence
 
 T = TypeVar("T")
 
@@ -99,41 +94,21 @@ def storage_error(exc: sqlite3.Error) -> EventLogError:
     return error
 
 
-_CREATED = object()
-"""``_Batch.plan``'s outcome for a run it creates: the RunInfo is built once the batch is applied."""
-
-
-@dataclass(slots=True)
-class _Rows:
-    """The rows a request adds to the batch; ``key`` is the idempotency key to record with them.
-
-    Not frozen (though never changed): one is made per request, and a frozen dataclass's
-    ``__init__`` costs three times as much."""
-
-    span: slice
-    key: str | None = None
-
-
-class _Batch:
-    """Applies a list of write requests in the current transaction."""
+class _Batch(Planner):
+    """The planner on the writer's connection: run states come from the run cache (or the
+    file), idempotency keys from the file, as the requests ask for them."""
 
     def __init__(self, conn: sqlite3.Connection, now: float, cache: RunCache) -> None:
+        super().__init__(now)
         self.conn = conn
-        self.now = now
         self.cache = cache
-        self.states: dict[str, RunState | None] = {}
-        self.rows: list[tuple[str, str, str, float]] = []
-        self.keys: dict[tuple[str, str], tuple[str, list[int] | _Rows]] = {}
-        self.new_keys: list[tuple[str, str, str, list[int]]] = []
-        self.end_rows: dict[str, _Rows] = {}
-        """The end markers this batch writes, by run: a repeated end in the batch returns the same."""
 
     def state(self, run_id: str) -> RunState | None:
         if run_id not in self.states:
             self.states[run_id] = self.cache.state(self.conn, run_id)
         return self.states[run_id]
 
-    def stored_key(self, run_id: str, key: str) -> tuple[str, list[int] | _Rows] | None:
+    def stored_key(self, run_id: str, key: str) -> StoredKey | None:
         if (run_id, key) not in self.keys:
             row = self.conn.execute(
                 "SELECT fingerprint, ids FROM idempotency_keys WHERE run_id = ? AND key = ?",
@@ -143,63 +118,6 @@ class _Batch:
                 return None
             self.keys[(run_id, key)] = (row[0], json.loads(row[1]))
         return self.keys[(run_id, key)]
-
-    def add_rows(self, state: RunState, run_id: str, events: Sequence[tuple[str, str]]) -> slice:
-        """Queue rows for the insert and count them in the run's state."""
-        rows, now = self.rows, self.now
-        start = len(rows)
-        for name, data_json in events:
-            rows.append((run_id, name, data_json, now))
-            if name != END_EVENT:
-                state.event_count += 1
-                # UTF-8 bytes; isascii is O(1), so the common case encodes nothing
-                state.total_bytes += len(data_json) if data_json.isascii() else len(data_json.encode())
-        state.touched = True
-        return slice(start, len(rows))
-
-    def plan(self, request: WriteRequest) -> object:
-        """Check one request against the state; returns its rows' slice, a final result, or an
-        error instance (``_CREATED`` for a run created). Nothing is written yet."""
-        run_id = request.run_id
-        state = self.state(run_id)
-        if isinstance(request, Append):  # first: by far the most common
-            key = request.idempotency_key
-            if key is not None:
-                stored = self.stored_key(run_id, key)
-                if stored is not None:
-                    fingerprint, ids = stored
-                    if fingerprint != request.fingerprint:
-                        return IdempotencyConflict(run_id, key)
-                    return _Rows(ids.span) if isinstance(ids, _Rows) else ids
-            if state is None:
-                state = self.states[run_id] = new_state(self.now)
-            if state.end_id is not None:
-                return RunEnded(run_id, state.end_reason, state.end_id)
-            rows = _Rows(self.add_rows(state, run_id, request.events), key)
-            if key is not None:
-                self.keys[(run_id, key)] = (request.fingerprint, rows)
-            return rows
-        if isinstance(request, CreateRun):
-            if state is not None:
-                return RunExists(run_id)
-            self.states[run_id] = new_state(self.now, request.metadata_json)
-            return _CREATED
-        if state is None:
-            if request.must_exist:
-                return RunNotFound(run_id)
-            state = self.states[run_id] = new_state(self.now)
-        if state.end_id is not None:
-            if state.end_reason == request.reason:
-                return self.end_rows.get(run_id, state.end_id)
-            return RunEnded(run_id, state.end_reason, state.end_id)
-        if request.if_last_id is not None and state.last_id != request.if_last_id:
-            return RunActive(run_id)
-        state.end_id = -1  # placeholder: the marker's id is known after the insert
-        state.end_reason = request.reason
-        state.ended_at = self.now
-        marker = json.dumps({"reason": request.reason}, separators=(",", ":"))
-        rows = self.end_rows[run_id] = _Rows(self.add_rows(state, run_id, [(END_EVENT, marker)]))
-        return rows
 
     def insert_rows(self) -> int:
         """Insert the collected rows; returns the id of the first one."""
@@ -309,53 +227,16 @@ def _apply(
     plans = [batch.plan(request) for request in requests]
     first_id = batch.insert_rows()
     ids = range(first_id, first_id + len(batch.rows))
-
-    outcomes: list[WriteResult | BaseException] = []
-    created: list[int] = []
-    for request, plan in zip(requests, plans):
-        if isinstance(plan, _Rows):
-            row_ids = list(ids[plan.span])
-            outcomes.append(row_ids[0] if isinstance(request, EndRun) else row_ids)
-            if plan.key is not None:
-                batch.new_keys.append((request.run_id, plan.key, request.fingerprint, row_ids))  # type: ignore[union-attr]
-        else:
-            if plan is _CREATED:
-                created.append(len(outcomes))  # its RunInfo replaces it below
-            outcomes.append(plan)  # type: ignore[arg-type]
-
-    states = batch.states
-    by_run: dict[str, list[Event]] = {}
-    for event_id, (run_id, name, data_json, created_at) in zip(ids, batch.rows):
-        event = Event(event_id, run_id, name, data_json, created_at)
-        run_events = by_run.get(run_id)
-        if run_events is None:
-            by_run[run_id] = [event]
-        else:
-            run_events.append(event)
-    for run_id, run_events in by_run.items():
-        states[run_id].last_id = run_events[-1].id  # type: ignore[union-attr]
-    for run_id, marker in batch.end_rows.items():
-        states[run_id].end_id = first_id + marker.span.start  # type: ignore[union-attr]
-    if batch.end_rows:  # a request refused because the run ended in this batch learns the end's id
-        for index, outcome in enumerate(outcomes):
-            if isinstance(outcome, RunEnded) and outcome.end_id == -1:
-                ended = states[outcome.run_id]
-                assert ended is not None and ended.end_id is not None
-                outcomes[index] = RunEnded(outcome.run_id, outcome.reason, ended.end_id)
-
-    touched = {run_id: state for run_id, state in states.items() if state is not None and state.touched}
+    outcomes, by_run = batch.settle(requests, plans, ids)
+    touched = batch.touched()
     _save_runs(conn, touched)
     _execute(
         conn,
         "INSERT INTO idempotency_keys (run_id, key, fingerprint, ids, created_at) VALUES (?, ?, ?, ?, ?)",
         [(r, k, f, json.dumps(i), batch.now) for r, k, f, i in batch.new_keys],
     )
-    cache.keep(conn, states, ids[-1] if ids else None)
-    for index in created:
-        run_id = requests[index].run_id
-        outcomes[index] = _info(run_id, states[run_id])  # type: ignore[arg-type]
-
-    return outcomes, _notices(touched, by_run)
+    cache.keep(conn, batch.states, ids[-1] if ids else None)
+    return outcomes, notices(touched, by_run)
 
 
 def _save_runs(conn: sqlite3.Connection, states: dict[str, RunState], trimmed: dict[str, int] | None = None) -> None:
@@ -389,19 +270,6 @@ def _save_runs(conn: sqlite3.Connection, states: dict[str, RunState], trimmed: d
         "UPDATE runs SET event_count = ?, total_bytes = ?, last_id = ?, end_id = ?, end_reason = ?, ended_at = ? "
         "WHERE run_id = ?",
         ended,
-    )
-
-
-def _notices(states: dict[str, RunState], events: dict[str, list[Event]]) -> list[Committed]:
-    """What a transaction committed, per run it touched (``events``: its new rows by run), for
-    the notifier."""
-    return [Committed(run_id, s.previous_last_id, tuple(events.get(run_id, ()))) for run_id, s in states.items()]
-
-
-def _info(run_id: str, state: RunState) -> RunInfo:
-    return RunInfo(
-        run_id, state.created_at, json.loads(state.metadata_json), state.event_count, state.total_bytes,
-        0, state.last_id, 0, state.end_id, state.end_reason, state.ended_at,
     )
 
 
@@ -470,7 +338,7 @@ def import_rows(conn: sqlite3.Connection, request: ImportRows) -> tuple[list[int
     by_run: dict[str, list[Event]] = {}
     for row in rows:
         by_run.setdefault(row.run_id, []).append(row)
-    return ids, _notices(states, by_run)
+    return ids, notices(states, by_run)
 
 
 # --- retention ---------------------------------------------------------------------------------

@@ -25,9 +25,8 @@ import asyncpg
 
 from eventlog.errors import EventLogError, InvalidData, InvalidInput, RunEnded, RunExists, RunNotFound
 from eventlog.models import END_EVENT, Event
-from eventlog.storage.base import Committed, EndRun, ImportRows, RetentionPolicy, WriteRequest, WriteResult
-from eventlog.storage.run_cache import RunState
-from eventlog.storage.transactions import _CREATED, _Batch, _info, _notices, _Rows
+from eventlog.storage.base import Committed, ImportRows, RetentionPolicy, WriteRequest, WriteResult
+from eventlog.storage.planner import Planner, RunState, StoredKey, new_state, notices
 
 CHANNEL = "eventlog"
 """The NOTIFY channel: each commit announces ``[[run_id, newest id], ...]`` of the runs it
@@ -76,19 +75,7 @@ async def _take_ids(conn: asyncpg.Connection, count: int) -> list[int]:
     return sorted(await conn.fetchval("SELECT array_agg(nextval('event_ids')) FROM generate_series(1, $1)", count))
 
 
-class _Planner(_Batch):
-    """SQLite's planner on states and keys loaded beforehand: it asks the connection nothing."""
-
-    def __init__(self, states: dict[str, RunState | None], keys: dict[tuple[str, str], tuple[str, list[int]]], now: float) -> None:
-        super().__init__(None, now, None)  # type: ignore[arg-type]
-        self.states = states
-        self.keys.update(keys)
-
-    def stored_key(self, run_id: str, key: str) -> tuple[str, list[int] | _Rows] | None:
-        return self.keys.get((run_id, key))
-
-
-async def _stored_keys(conn: asyncpg.Connection, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, list[int]]]:
+async def _stored_keys(conn: asyncpg.Connection, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], StoredKey]:
     if not wanted:
         return {}
     rows = await conn.fetch(
@@ -108,11 +95,11 @@ async def apply_writes(conn: asyncpg.Connection, requests: list[WriteRequest], n
     for importing, group in groupby(requests, key=lambda request: isinstance(request, ImportRows)):
         for part in ([[r] for r in group] if importing else [list(group)]):
             if importing:
-                group_outcomes, notices = await _import_in_savepoint(conn, part[0], now)  # type: ignore[arg-type]
+                group_outcomes, group_notices = await _import_in_savepoint(conn, part[0], now)  # type: ignore[arg-type]
             else:
-                group_outcomes, notices = await _apply(conn, part, now)
+                group_outcomes, group_notices = await _apply(conn, part, now)
             outcomes += group_outcomes
-            committed += notices
+            committed += group_notices
     return outcomes, committed
 
 
@@ -137,44 +124,18 @@ def notify_payloads(committed: list[Committed]) -> list[str]:
 async def _apply(conn: asyncpg.Connection, requests: list[WriteRequest], now: float) -> Outcomes:
     states = await _lock_runs(conn, (request.run_id for request in requests), now)
     wanted = {(r.run_id, r.idempotency_key) for r in requests if getattr(r, "idempotency_key", None) is not None}
-    batch = _Planner(states, await _stored_keys(conn, wanted), now)  # type: ignore[arg-type]
+    # The planner gets copies of the dicts: ``states`` keeps saying which runs did not exist.
+    batch = Planner(now, dict(states), await _stored_keys(conn, wanted))
     plans = [batch.plan(request) for request in requests]
     ids = await _take_ids(conn, len(batch.rows))
-
-    outcomes: list[WriteResult | BaseException] = []
-    for request, plan in zip(requests, plans):
-        if isinstance(plan, _Rows):
-            row_ids = ids[plan.span]
-            outcomes.append(row_ids[0] if isinstance(request, EndRun) else row_ids)
-            if plan.key is not None:
-                batch.new_keys.append((request.run_id, plan.key, request.fingerprint, row_ids))  # type: ignore[union-attr]
-        elif plan is _CREATED:
-            outcomes.append(None)  # replaced by the RunInfo below
-        else:
-            outcomes.append(plan)  # type: ignore[arg-type]
-
-    events = [Event(i, run_id, name, data, at) for i, (run_id, name, data, at) in zip(ids, batch.rows)]
-    for event in events:
-        state = batch.states[event.run_id]
-        assert state is not None
-        state.last_id = event.id
-        if event.event == END_EVENT:
-            state.end_id = event.id
-    for index, outcome in enumerate(outcomes):
-        if isinstance(outcome, RunEnded) and outcome.end_id == -1:  # the run ended in this batch
-            ended = batch.states[outcome.run_id]
-            assert ended is not None and ended.end_id is not None
-            outcomes[index] = RunEnded(outcome.run_id, outcome.reason, ended.end_id)
-
-    touched = {run_id: state for run_id, state in batch.states.items() if state is not None and state.touched}
-    notices = _notices(touched, events)
+    outcomes, by_run = batch.settle(requests, plans, ids)
+    touched = batch.touched()
+    events = [event for run_events in by_run.values() for event in run_events]
+    committed = notices(touched, by_run)
     unused = [run_id for run_id, state in states.items() if state is None and run_id not in touched]
     keys = [(r, k, f, json.dumps(i)) for r, k, f, i in batch.new_keys]
-    await _save(conn, touched, events, notices, unused=unused, keys=keys, now=now)
-    for index, (request, plan) in enumerate(zip(requests, plans)):
-        if plan is _CREATED:
-            outcomes[index] = _info(request.run_id, batch.states[request.run_id])  # type: ignore[arg-type]
-    return outcomes, notices
+    await _save(conn, touched, events, committed, unused=unused, keys=keys, now=now)
+    return outcomes, committed
 
 
 _SAVE = """
@@ -211,7 +172,7 @@ async def _save(
     conn: asyncpg.Connection,
     states: dict[str, RunState],
     events: list[Event],
-    notices: list[Committed],
+    committed: list[Committed],
     *,
     unused: Sequence[str] = (),
     trimmed: dict[str, int] | None = None,
@@ -220,7 +181,7 @@ async def _save(
 ) -> None:
     """Insert ``events``, write the runs' rows as ``states`` hold them (their rows exist: see
     ``_lock_runs``), remove the placeholders of runs left ``unused``, store the idempotency
-    ``keys`` (run, key, fingerprint, JSON ids) made ``now`` and announce ``notices``.
+    ``keys`` (run, key, fingerprint, JSON ids) made ``now`` and announce ``committed``.
     ``trimmed_through`` is written from ``trimmed`` (an import's new runs) only: retention alone
     moves it otherwise."""
     runs = [
@@ -234,7 +195,7 @@ async def _save(
         *_columns(runs, 10),
         list(unused),
         *_columns(keys, 4), now,
-        notify_payloads(notices),
+        notify_payloads(committed),
     )
 
 
@@ -244,10 +205,10 @@ async def _save(
 async def _import_in_savepoint(conn: asyncpg.Connection, request: ImportRows, now: float) -> Outcomes:
     try:
         async with conn.transaction():
-            outcome, notices = await import_rows(conn, request, now)
+            outcome, committed = await import_rows(conn, request, now)
     except _Refused as refused:
         return [refused.error], []
-    return [outcome], notices
+    return [outcome], committed
 
 
 async def import_rows(conn: asyncpg.Connection, request: ImportRows, now: float) -> tuple[list[int], list[Committed]]:
@@ -260,7 +221,7 @@ async def import_rows(conn: asyncpg.Connection, request: ImportRows, now: float)
     for run in request.runs:
         if run.run_id in states or locked[run.run_id] is not None:
             raise _Refused(RunExists(run.run_id))
-        states[run.run_id] = RunState(False, run.created_at, run.metadata_json, 0, 0, 0, None, None, None, 0, touched=True)
+        states[run.run_id] = new_state(run.created_at, run.metadata_json)
         # With remap, an id of its own stands for the trimmed events, so readers get a gap.
         trimmed[run.run_id] = next(fresh) if request.remap and run.trimmed_through else run.trimmed_through
     rows: list[Event] = []
@@ -294,11 +255,14 @@ async def import_rows(conn: asyncpg.Connection, request: ImportRows, now: float)
         if taken is not None:
             raise _Refused(InvalidInput(f"event id {taken} is already stored"))
     new_runs = {run.run_id for run in request.runs}
-    notices = _notices(states, rows)
-    await _save(conn, states, rows, notices, trimmed={r: t for r, t in trimmed.items() if r in new_runs})
+    by_run: dict[str, list[Event]] = {}
+    for row in rows:
+        by_run.setdefault(row.run_id, []).append(row)
+    committed = notices(states, by_run)
+    await _save(conn, states, rows, committed, trimmed={r: t for r, t in trimmed.items() if r in new_runs})
     if not request.remap:
         await reserve(conn, max([request.reserve_through, *ids]))
-    return ids, notices
+    return ids, committed
 
 
 async def reserve(conn: asyncpg.Connection, through: int) -> None:

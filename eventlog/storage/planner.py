@@ -1,0 +1,203 @@
+"""What a batch of write requests does, decided the same way by every backend.
+
+A backend loads the state of the runs a batch touches under its write lock (SQLite: the file's
+write lock; PostgreSQL: the runs' row locks), lets a ``Planner`` check each request against it
+in submission order (idempotency keys, ended runs, ``if_last_id``, created runs), hands out ids
+for the rows the planner collected, and lets ``settle`` turn the plans into each request's
+outcome and the runs' new state. Only loading, id allocation and saving are the backend's own,
+so the rules of a write cannot drift apart between backends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from eventlog.errors import IdempotencyConflict, RunActive, RunEnded, RunExists, RunNotFound
+from eventlog.models import END_EVENT, Event, RunInfo
+from eventlog.storage.base import Append, Committed, CreateRun, EndRun, WriteRequest, WriteResult
+
+
+@dataclass(slots=True)
+class RunState:
+    """A run's row as this transaction sees it, updated as the batch is applied."""
+
+    stored: bool
+    """The row is in the database (else the transaction inserts it)."""
+    created_at: float
+    metadata_json: str
+    event_count: int
+    total_bytes: int
+    last_id: int
+    end_id: int | None
+    end_reason: str | None
+    ended_at: float | None
+    previous_last_id: int
+    touched: bool = False
+
+
+def new_state(now: float, metadata_json: str = "{}") -> RunState:
+    return RunState(False, now, metadata_json, 0, 0, 0, None, None, None, 0, touched=True)
+
+
+CREATED = object()
+"""``Planner.plan``'s outcome for a run it creates: the RunInfo is built once the batch is applied."""
+
+
+@dataclass(slots=True)
+class Rows:
+    """The rows a request adds to the batch; ``key`` is the idempotency key to record with them.
+
+    Not frozen (though never changed): one is made per request, and a frozen dataclass's
+    ``__init__`` costs three times as much."""
+
+    span: slice
+    key: str | None = None
+
+
+StoredKey = tuple[str, "list[int] | Rows"]
+"""An idempotency key's fingerprint and the ids it produced (``Rows``: in this batch)."""
+
+
+class Planner:
+    """Checks a batch's requests against the runs' states; nothing is written here.
+
+    ``states`` and ``keys`` hold what the backend loaded beforehand; a backend that loads
+    lazily overrides ``state`` and ``stored_key``."""
+
+    def __init__(
+        self, now: float, states: dict[str, RunState | None] | None = None,
+        keys: dict[tuple[str, str], StoredKey] | None = None,
+    ) -> None:
+        self.now = now
+        self.states: dict[str, RunState | None] = states if states is not None else {}
+        self.rows: list[tuple[str, str, str, float]] = []
+        self.keys: dict[tuple[str, str], StoredKey] = keys if keys is not None else {}
+        self.new_keys: list[tuple[str, str, str, list[int]]] = []
+        self.end_rows: dict[str, Rows] = {}
+        """The end markers this batch writes, by run: a repeated end in the batch returns the same."""
+
+    def state(self, run_id: str) -> RunState | None:
+        return self.states.get(run_id)
+
+    def stored_key(self, run_id: str, key: str) -> StoredKey | None:
+        return self.keys.get((run_id, key))
+
+    def add_rows(self, state: RunState, run_id: str, events: Sequence[tuple[str, str]]) -> slice:
+        """Queue rows for the insert and count them in the run's state."""
+        rows, now = self.rows, self.now
+        start = len(rows)
+        for name, data_json in events:
+            rows.append((run_id, name, data_json, now))
+            if name != END_EVENT:
+                state.event_count += 1
+                # UTF-8 bytes; isascii is O(1), so the common case encodes nothing
+                state.total_bytes += len(data_json) if data_json.isascii() else len(data_json.encode())
+        state.touched = True
+        return slice(start, len(rows))
+
+    def plan(self, request: WriteRequest) -> object:
+        """Check one request against the state; returns its rows' slice, a final result, or an
+        error instance (``CREATED`` for a run created). Nothing is written yet."""
+        run_id = request.run_id
+        state = self.state(run_id)
+        if isinstance(request, Append):  # first: by far the most common
+            key = request.idempotency_key
+            if key is not None:
+                stored = self.stored_key(run_id, key)
+                if stored is not None:
+                    fingerprint, ids = stored
+                    if fingerprint != request.fingerprint:
+                        return IdempotencyConflict(run_id, key)
+                    return Rows(ids.span) if isinstance(ids, Rows) else ids
+            if state is None:
+                state = self.states[run_id] = new_state(self.now)
+            if state.end_id is not None:
+                return RunEnded(run_id, state.end_reason, state.end_id)
+            rows = Rows(self.add_rows(state, run_id, request.events), key)
+            if key is not None:
+                self.keys[(run_id, key)] = (request.fingerprint, rows)
+            return rows
+        if isinstance(request, CreateRun):
+            if state is not None:
+                return RunExists(run_id)
+            self.states[run_id] = new_state(self.now, request.metadata_json)
+            return CREATED
+        if state is None:
+            if request.must_exist:
+                return RunNotFound(run_id)
+            state = self.states[run_id] = new_state(self.now)
+        if state.end_id is not None:
+            if state.end_reason == request.reason:
+                return self.end_rows.get(run_id, state.end_id)
+            return RunEnded(run_id, state.end_reason, state.end_id)
+        if request.if_last_id is not None and state.last_id != request.if_last_id:
+            return RunActive(run_id)
+        state.end_id = -1  # placeholder: the marker's id is known after the insert
+        state.end_reason = request.reason
+        state.ended_at = self.now
+        marker = json.dumps({"reason": request.reason}, separators=(",", ":"))
+        rows = self.end_rows[run_id] = Rows(self.add_rows(state, run_id, [(END_EVENT, marker)]))
+        return rows
+
+    def settle(
+        self, requests: list[WriteRequest], plans: list[object], ids: Sequence[int]
+    ) -> tuple[list[WriteResult | BaseException], dict[str, list[Event]]]:
+        """Each request's outcome once ``ids`` (one per collected row, increasing) are handed
+        out, with the runs' states brought up to date and the new keys queued in ``new_keys``;
+        returns the outcomes and the new events by run. A created run's outcome is its
+        RunInfo, built from the final state."""
+        outcomes: list[WriteResult | BaseException] = []
+        created: list[int] = []
+        for request, plan in zip(requests, plans):
+            if isinstance(plan, Rows):
+                row_ids = list(ids[plan.span])
+                outcomes.append(row_ids[0] if isinstance(request, EndRun) else row_ids)
+                if plan.key is not None:
+                    self.new_keys.append((request.run_id, plan.key, request.fingerprint, row_ids))  # type: ignore[union-attr]
+            else:
+                if plan is CREATED:
+                    created.append(len(outcomes))  # its RunInfo replaces it below
+                outcomes.append(plan)  # type: ignore[arg-type]
+
+        states = self.states
+        by_run: dict[str, list[Event]] = {}
+        for event_id, (run_id, name, data_json, created_at) in zip(ids, self.rows):
+            event = Event(event_id, run_id, name, data_json, created_at)
+            run_events = by_run.get(run_id)
+            if run_events is None:
+                by_run[run_id] = [event]
+            else:
+                run_events.append(event)
+        for run_id, run_events in by_run.items():
+            states[run_id].last_id = run_events[-1].id  # type: ignore[union-attr]
+        for run_id, marker in self.end_rows.items():
+            states[run_id].end_id = ids[marker.span.start]  # type: ignore[union-attr]
+        if self.end_rows:  # a request refused because the run ended in this batch learns the end's id
+            for index, outcome in enumerate(outcomes):
+                if isinstance(outcome, RunEnded) and outcome.end_id == -1:
+                    ended = states[outcome.run_id]
+                    assert ended is not None and ended.end_id is not None
+                    outcomes[index] = RunEnded(outcome.run_id, outcome.reason, ended.end_id)
+        for index in created:
+            run_id = requests[index].run_id
+            outcomes[index] = run_info(run_id, states[run_id])  # type: ignore[arg-type]
+        return outcomes, by_run
+
+    def touched(self) -> dict[str, RunState]:
+        """The runs this batch changed (or created), to save."""
+        return {run_id: state for run_id, state in self.states.items() if state is not None and state.touched}
+
+
+def notices(states: dict[str, RunState], events: dict[str, list[Event]]) -> list[Committed]:
+    """What a transaction committed, per run it touched (``events``: its new rows by run), for
+    the notifier."""
+    return [Committed(run_id, s.previous_last_id, tuple(events.get(run_id, ()))) for run_id, s in states.items()]
+
+
+def run_info(run_id: str, state: RunState) -> RunInfo:
+    return RunInfo(
+        run_id, state.created_at, json.loads(state.metadata_json), state.event_count, state.total_bytes,
+        0, state.last_id, 0, state.end_id, state.end_reason, state.ended_at,
+    )
