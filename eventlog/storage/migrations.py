@@ -60,13 +60,22 @@ def _file_of(conn: sqlite3.Connection) -> str:
     return next(row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main")
 
 
-def _check_is_eventlog(conn: sqlite3.Connection, version: int) -> None:
-    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    if application_id == APPLICATION_ID:
-        return
-    foreign = application_id != 0 or version != 0
-    if foreign or conn.execute("SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchone()[0]:
+_IDENTITY_SQL = (
+    "SELECT (SELECT application_id FROM pragma_application_id()), "
+    "(SELECT user_version FROM pragma_user_version()), "
+    "(SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%')"
+)
+"""A file's identity in one statement, so one snapshot: read one at a time, the three could
+straddle another process' first migration committing (no id and no version yet, then its
+tables), and a new log being created next door would look like another program's file."""
+
+
+def _identity(conn: sqlite3.Connection) -> int:
+    """The schema version of an eventlog file (0: a new, empty one); NotAnEventLog else."""
+    application_id, version, tables = conn.execute(_IDENTITY_SQL).fetchone()
+    if application_id != APPLICATION_ID and (application_id != 0 or version != 0 or tables):
         raise NotAnEventLog(f"{_file_of(conn)} is an SQLite database of another program")
+    return version
 
 
 def has_eventlog_header(path: Path) -> bool:
@@ -84,12 +93,11 @@ def has_eventlog_header(path: Path) -> bool:
 def check_identity(conn: sqlite3.Connection) -> None:
     """Raise NotAnEventLog for another program's database, before anything (not even the switch
     to WAL mode, which is stored in the file) is written to it."""
-    _check_is_eventlog(conn, conn.execute("PRAGMA user_version").fetchone()[0])
+    _identity(conn)
 
 
 def _current_version(conn: sqlite3.Connection, latest: int) -> int:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    _check_is_eventlog(conn, version)
+    version = _identity(conn)
     if version > latest:
         raise SchemaTooNew(
             f"{_file_of(conn)} has schema version {version}, this eventlog knows up to {latest}: "
