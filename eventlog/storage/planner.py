@@ -14,7 +14,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from eventlog.errors import IdempotencyConflict, RunActive, RunEnded, RunExists, RunNotFound
+from eventlog.errors import (
+    EventLogError,
+    IdempotencyConflict,
+    InvalidData,
+    InvalidInput,
+    RunActive,
+    RunEnded,
+    RunExists,
+    RunNotFound,
+)
 from eventlog.models import END_EVENT, Event, RunInfo
 from eventlog.storage.base import Append, Committed, CreateRun, EndRun, WriteRequest, WriteResult
 
@@ -201,3 +210,24 @@ def run_info(run_id: str, state: RunState) -> RunInfo:
         run_id, state.created_at, json.loads(state.metadata_json), state.event_count, state.total_bytes,
         0, state.last_id, 0, state.end_id, state.end_reason, state.ended_at,
     )
+
+
+def import_event(state: RunState, event: Event, event_id: int, trimmed_through: int) -> Event | EventLogError:
+    """One event of an import (``ImportRows``) applied to its run's state, as ``event_id``: the
+    event as it is to be stored, or why the import is refused (the run ended, an id not above
+    the run's previous one, an end marker without a text reason)."""
+    if state.end_id is not None:
+        return RunEnded(event.run_id, state.end_reason, state.end_id)
+    floor = max(state.last_id, trimmed_through)
+    if event_id <= floor:
+        return InvalidInput(f"event id {event_id} of run {event.run_id!r} is not above its previous id {floor}")
+    if event.event == END_EVENT:
+        marker = json.loads(event.data_json)
+        if not isinstance(marker, dict) or not isinstance(marker.get("reason", 0), str | None):
+            return InvalidData(f"the end marker {event.id} of run {event.run_id!r} has no text reason")
+        state.end_id, state.end_reason, state.ended_at = event_id, marker["reason"], event.created_at
+    else:
+        state.event_count += 1
+        state.total_bytes += len(event.data_json.encode())
+    state.last_id, state.touched = event_id, True
+    return Event(event_id, event.run_id, event.event, event.data_json, event.created_at)

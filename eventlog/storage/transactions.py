@@ -19,14 +19,12 @@ from eventlog.errors import (
     DatabaseCorrupt,
     DatabaseFull,
     EventLogError,
-    InvalidData,
     InvalidInput,
-    RunEnded,
     RunExists,
     RunNotFound,
     StorageError,
 )
-from eventlog.models import END_EVENT, Event
+from eventlog.models import Event
 from eventlog.storage.base import (
     Committed,
     ImportRows,
@@ -35,7 +33,7 @@ from eventlog.storage.base import (
     WriteResult,
 )
 from eventlog.storage.connection import is_busy, is_corruption
-from eventlog.storage.planner import Planner, RunState, StoredKey, new_state, notices
+from eventlog.storage.planner import Planner, RunState, StoredKey, import_event, new_state, notices
 from eventlog.storage.run_cache import RunCache, load_state, sequence
 
 T = TypeVar("T")
@@ -301,24 +299,12 @@ def import_rows(conn: sqlite3.Connection, request: ImportRows) -> tuple[list[int
             trimmed[event.run_id] = conn.execute(
                 "SELECT trimmed_through FROM runs WHERE run_id = ?", (event.run_id,)
             ).fetchone()[0]
-        if state.end_id is not None:
-            return RunEnded(event.run_id, state.end_reason, state.end_id), []
         if request.remap:
             newest += 1
-        event_id = newest if request.remap else event.id
-        floor = max(state.last_id, trimmed[event.run_id])
-        if event_id <= floor:
-            return InvalidInput(f"event id {event_id} of run {event.run_id!r} is not above its previous id {floor}"), []
-        if event.event == END_EVENT:
-            marker = json.loads(event.data_json)
-            if not isinstance(marker, dict) or not isinstance(marker.get("reason", 0), str | None):
-                return InvalidData(f"the end marker {event.id} of run {event.run_id!r} has no text reason"), []
-            state.end_id, state.end_reason, state.ended_at = event_id, marker["reason"], event.created_at
-        else:
-            state.event_count += 1
-            state.total_bytes += len(event.data_json.encode())
-        state.last_id, state.touched = event_id, True
-        rows.append(Event(event_id, event.run_id, event.event, event.data_json, event.created_at))
+        row = import_event(state, event, newest if request.remap else event.id, trimmed[event.run_id])
+        if isinstance(row, EventLogError):
+            return row, []
+        rows.append(row)
     ids = [row.id for row in rows]
     if not request.remap and ids:
         taken = conn.execute(

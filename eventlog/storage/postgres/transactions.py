@@ -23,10 +23,10 @@ from itertools import groupby
 
 import asyncpg
 
-from eventlog.errors import EventLogError, InvalidData, InvalidInput, RunEnded, RunExists, RunNotFound
-from eventlog.models import END_EVENT, Event
+from eventlog.errors import EventLogError, InvalidInput, RunExists, RunNotFound
+from eventlog.models import Event
 from eventlog.storage.base import Committed, ImportRows, RetentionPolicy, WriteRequest, WriteResult
-from eventlog.storage.planner import Planner, RunState, StoredKey, new_state, notices
+from eventlog.storage.planner import Planner, RunState, StoredKey, import_event, new_state, notices
 
 CHANNEL = "eventlog"
 """The NOTIFY channel: each commit announces ``[[run_id, newest id], ...]`` of the runs it
@@ -233,22 +233,10 @@ async def import_rows(conn: asyncpg.Connection, request: ImportRows, now: float)
                 raise _Refused(RunNotFound(event.run_id))
             state = states[event.run_id] = loaded
             trimmed[event.run_id] = await conn.fetchval("SELECT trimmed_through FROM runs WHERE run_id = $1", event.run_id)
-        if state.end_id is not None:
-            raise _Refused(RunEnded(event.run_id, state.end_reason, state.end_id))
-        event_id = next(fresh) if request.remap else event.id
-        floor = max(state.last_id, trimmed[event.run_id])
-        if event_id <= floor:
-            raise _Refused(InvalidInput(f"event id {event_id} of run {event.run_id!r} is not above its previous id {floor}"))
-        if event.event == END_EVENT:
-            marker = json.loads(event.data_json)
-            if not isinstance(marker, dict) or not isinstance(marker.get("reason", 0), str | None):
-                raise _Refused(InvalidData(f"the end marker {event.id} of run {event.run_id!r} has no text reason"))
-            state.end_id, state.end_reason, state.ended_at = event_id, marker["reason"], event.created_at
-        else:
-            state.event_count += 1
-            state.total_bytes += len(event.data_json.encode())
-        state.last_id, state.touched = event_id, True
-        rows.append(Event(event_id, event.run_id, event.event, event.data_json, event.created_at))
+        row = import_event(state, event, next(fresh) if request.remap else event.id, trimmed[event.run_id])
+        if isinstance(row, EventLogError):
+            raise _Refused(row)
+        rows.append(row)
     ids = [row.id for row in rows]
     if not request.remap and ids:
         taken = await conn.fetchval("SELECT id FROM events WHERE id = ANY($1::bigint[]) LIMIT 1", ids)
