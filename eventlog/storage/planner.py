@@ -11,7 +11,7 @@ so the rules of a write cannot drift apart between backends.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from eventlog.errors import (
@@ -25,7 +25,7 @@ from eventlog.errors import (
     RunNotFound,
 )
 from eventlog.models import END_EVENT, Event, RunInfo
-from eventlog.storage.base import Append, Committed, CreateRun, EndRun, WriteRequest, WriteResult
+from eventlog.storage.base import Append, Committed, CreateRun, EndRun, RetentionPolicy, WriteRequest, WriteResult
 
 
 @dataclass(slots=True)
@@ -231,3 +231,21 @@ def import_event(state: RunState, event: Event, event_id: int, trimmed_through: 
         state.total_bytes += len(event.data_json.encode())
     state.last_id, state.touched = event_id, True
     return Event(event_id, event.run_id, event.event, event.data_json, event.created_at)
+
+
+def oldest_to_trim(
+    candidates: Iterable[tuple[int, float, int]], count: int, size: int, policy: RetentionPolicy, now: float
+) -> tuple[int, int, int, int]:
+    """How far retention trims a run holding ``count`` events of ``size`` bytes, given its
+    oldest events as ``(id, created_at, bytes)`` in id order: the last id to delete, how many,
+    and the run's count and size afterwards (0 and 0 for the first two: nothing to trim)."""
+    oldest_allowed = now - policy.max_age if policy.max_age is not None else None
+    last_deleted, deleted = 0, 0
+    for event_id, created_at, nbytes in candidates:
+        too_many = policy.max_events is not None and count > policy.max_events
+        too_big = policy.max_bytes is not None and size > policy.max_bytes
+        too_old = oldest_allowed is not None and created_at < oldest_allowed
+        if not (too_many or too_big or too_old):
+            break
+        count, size, last_deleted, deleted = count - 1, size - nbytes, event_id, deleted + 1
+    return last_deleted, deleted, count, size

@@ -33,7 +33,7 @@ from eventlog.storage.base import (
     WriteResult,
 )
 from eventlog.storage.connection import is_busy, is_corruption
-from eventlog.storage.planner import Planner, RunState, StoredKey, import_event, new_state, notices
+from eventlog.storage.planner import Planner, RunState, StoredKey, import_event, new_state, notices, oldest_to_trim
 from eventlog.storage.run_cache import RunCache, load_state, sequence
 
 T = TypeVar("T")
@@ -336,20 +336,12 @@ def trim_run(conn: sqlite3.Connection, run_id: str, policy: RetentionPolicy, now
     if row is None:
         return 0
     count, size, end_id = row
-    oldest_allowed = now - policy.max_age if policy.max_age is not None else None
-    last_deleted, deleted = 0, 0
     candidates = conn.execute(
         "SELECT id, created_at, length(CAST(data AS BLOB)) FROM events "
         "WHERE run_id = ? AND id IS NOT ? ORDER BY id LIMIT ?",
         (run_id, end_id, max_rows),
     )
-    for event_id, created_at, nbytes in candidates:
-        too_many = policy.max_events is not None and count > policy.max_events
-        too_big = policy.max_bytes is not None and size > policy.max_bytes
-        too_old = oldest_allowed is not None and created_at < oldest_allowed
-        if not (too_many or too_big or too_old):
-            break
-        count, size, last_deleted, deleted = count - 1, size - nbytes, event_id, deleted + 1
+    last_deleted, deleted, count, size = oldest_to_trim(candidates, count, size, policy, now)
     if deleted:
         conn.execute("DELETE FROM events WHERE run_id = ? AND id <= ? AND id IS NOT ?", (run_id, last_deleted, end_id))
         conn.execute(

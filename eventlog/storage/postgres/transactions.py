@@ -26,7 +26,7 @@ import asyncpg
 from eventlog.errors import EventLogError, InvalidInput, RunExists, RunNotFound
 from eventlog.models import Event
 from eventlog.storage.base import Committed, ImportRows, RetentionPolicy, WriteRequest, WriteResult
-from eventlog.storage.planner import Planner, RunState, StoredKey, import_event, new_state, notices
+from eventlog.storage.planner import Planner, RunState, StoredKey, import_event, new_state, notices, oldest_to_trim
 
 CHANNEL = "eventlog"
 """The NOTIFY channel: each commit announces ``[[run_id, newest id], ...]`` of the runs it
@@ -281,20 +281,12 @@ async def trim_run(conn: asyncpg.Connection, run_id: str, policy: RetentionPolic
     if row is None:
         return 0
     count, size, end_id = row
-    oldest_allowed = now - policy.max_age if policy.max_age is not None else None
-    last_deleted, deleted = 0, 0
     candidates = await conn.fetch(
         "SELECT id, created_at, octet_length(data) FROM events "
         "WHERE run_id = $1 AND id IS DISTINCT FROM $2 ORDER BY id LIMIT $3",
         run_id, end_id, max_rows,
     )
-    for event_id, created_at, nbytes in candidates:
-        too_many = policy.max_events is not None and count > policy.max_events
-        too_big = policy.max_bytes is not None and size > policy.max_bytes
-        too_old = oldest_allowed is not None and created_at < oldest_allowed
-        if not (too_many or too_big or too_old):
-            break
-        count, size, last_deleted, deleted = count - 1, size - nbytes, event_id, deleted + 1
+    last_deleted, deleted, count, size = oldest_to_trim(candidates, count, size, policy, now)
     if deleted:
         await conn.execute(
             "DELETE FROM events WHERE run_id = $1 AND id <= $2 AND id IS DISTINCT FROM $3", run_id, last_deleted, end_id
