@@ -117,7 +117,7 @@ async def read_events(request: Request) -> Response:
     return reply(page)
 
 
-async def stream_run(request: Request) -> Stream:
+async def stream_run(request: Request) -> Stream | Response:
     after, on_gap = resume_cursor(request), gap_policy(request)
     return stream_response(request, await path_run(request), after=after, on_gap=on_gap)
 

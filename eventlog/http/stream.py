@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from eventlog import End, Event, EventLog, Gap, LogClosed, RunInfo, StorageError
@@ -45,9 +46,12 @@ def stream_response(
     on_gap: Literal["continue", "stop"],
     keep: Callable[[Event], bool] | None = None,
     headers: dict[str, str] | None = None,
-) -> Stream:
+) -> Stream | Response:
     """The stream of the run ``info`` from ``after``. A cursor beyond the run's newest event
-    tails live from there."""
+    tails live from there. A HEAD request gets the stream's headers only: the server sends no
+    body for HEAD, and a stream started for it would never end on its own."""
+    if request.method == "HEAD":
+        return Response(headers={**HEADERS, **(headers or {})})
     state = request.app.state
     return Stream(
         state.log, state.broadcasts, info.run_id, after=None if after is None else min(after, info.last_id),

@@ -61,6 +61,23 @@ def test_first_frame_is_retry_hint_and_headers(shared_server: ServerProcess, cli
     assert first == "retry: 1000"
 
 
+def test_head_gets_the_stream_headers_and_no_stream(shared_server: ServerProcess, client: httpx.Client) -> None:
+    run_id = new_run()
+    append(client, run_id, 1)
+    before = client.get("/metrics").text
+    response = client.head(f"/runs/{run_id}/stream", timeout=5)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.content == b""
+    assert client.head(f"/runs/missing-{run_id}/stream").status_code == 404
+    # No stream was opened for it (one would stay open, tailing the run, for as long as the
+    # connection lives).
+    opened = [line for line in (before, client.get("/metrics").text) for line in line.splitlines()
+              if line.startswith("eventlog_streams_total")]
+    assert opened[0] == opened[1]
+
+
 def test_frames_are_exact(shared_server: ServerProcess, client: httpx.Client) -> None:
     run_id = new_run()
     [event_id] = client.post(f"/runs/{run_id}/events", json={"event": "messages|sub", "data": {"text": "a\nb", "n": [1, 2]}}).json()["ids"]
