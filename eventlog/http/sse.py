@@ -21,9 +21,10 @@ def _compact(value: object) -> str:
 
 @lru_cache(maxsize=8192)
 def event_frame(event: Event) -> bytes:
-    """``id``/``event``/``data`` lines of one event. Cached: every subscriber at the live edge
-    sends the same bytes. Names are validated (no CR/LF) and compact JSON holds no newline, so
-    nothing a producer stores can inject a frame."""
+    """``id``/``event``/``data`` lines of one event. Cached: a stream that filters events or
+    joined a broadcast mid-batch re-encodes the chunk the broadcast just built, and clients that
+    reconnect replay the same recent events. Names are validated (no CR/LF) and compact JSON
+    holds no newline, so nothing a producer stores can inject a frame."""
     return f"id: {event.id}\nevent: {event.event}\ndata: {event.data_json}\n\n".encode()
 
 
@@ -60,33 +61,10 @@ class StreamCounter:
         self.total = 0
 
 
-_CHUNKS: dict[tuple[Event, Event, int], bytes] = {}
-_CHUNKS_MAX = 64
-
-
-def _events_chunk(events: list[Event]) -> bytes:
-    """The frames of a run's consecutive events, joined. Subscribers at the live edge are each
-    handed the same slice of the run's tail at a wake-up, so the chunk is built once per
-    wake-up rather than once per subscriber. A slice of a run's events is identified by its
-    first and last event and its length (events compare by value, ids included)."""
-    key = (events[0], events[-1], len(events))
-    chunk = _CHUNKS.get(key)
-    if chunk is None:
-        chunk = b"".join(map(event_frame, events))
-        if len(_CHUNKS) >= _CHUNKS_MAX:
-            _CHUNKS.clear()
-        _CHUNKS[key] = chunk
-    return chunk
-
-
 def encode_batch(batch: list[object], keep: Callable[[Event], bool] | None = None) -> bytes:
-    """The frames of a batch of items as one chunk (runs once per subscriber per wake-up).
-
-    A batch of ``subscribe_batches`` holds a run's consecutive events, then at most its end; a
-    gap or a heartbeat comes alone. So a batch that starts and ends with an event is events
-    only, and an unfiltered one is served from the shared chunk of that slice."""
-    if keep is None and len(batch) > 1 and type(batch[0]) is Event and type(batch[-1]) is Event:
-        return _events_chunk(batch)  # type: ignore[arg-type]
+    """The frames of a batch of items as one chunk: once per wake-up for all the streams at a
+    run's live edge (``broadcast.Live``), once per page for a stream catching up. ``keep``
+    filters the events sent (None: all)."""
     frames = []
     for item in batch:
         if isinstance(item, Event):
