@@ -314,15 +314,18 @@ class Streams:
     ) -> Slice:
         """The messages after position ``after``, across the fork chain, at most
         ``max_messages`` and (but for the first) ``max_bytes`` of them. OffsetGone when
-        retention removed messages right after ``after``."""
+        retention removed messages right after ``after`` (from the start, 0, a read begins at
+        the first message retention kept)."""
         messages: list[Event] = []
         size = 0
         for run, cap in await self._chain(info):
             if cap is not None and after >= cap:
                 continue
-            if after < run.trimmed_through:
-                raise OffsetGone(f"the messages after this offset of {info.run_id!r} were removed by retention")
             cursor = after
+            if after < run.trimmed_through:
+                if after != 0:
+                    raise OffsetGone(f"the messages after this offset of {info.run_id!r} were removed by retention")
+                cursor = run.trimmed_through  # from the start: from the first message retention kept
             while True:
                 page = await self._log.read(run.run_id, cursor, PAGE)
                 for event in page:

@@ -29,6 +29,7 @@ from eventlog.http.auth import Need
 from eventlog.http.durable import wire
 from eventlog.http.errors import ApiError, error_response
 from eventlog.http.openapi import ApiRoute, Operation, Param, Reply
+from eventlog.http.schemas import RUN_ID_SCHEMA
 from eventlog.log.streams import (
     Fork,
     OffsetGone,
@@ -91,8 +92,8 @@ def _answer_errors(handler: Handler) -> Handler:
             error = ProtocolError(409, exc.code, str(exc), {
                 "Producer-Expected-Seq": str(exc.expected), "Producer-Received-Seq": str(exc.received),
             })
-        if request.method == "HEAD":
-            return Response(status_code=error.status, headers=error.headers)
+        if request.method == "HEAD":  # the headers of the GET's error, without its body
+            return Response(status_code=error.status, headers={**error.headers, "Content-Type": "application/json"})
         return error_response(error.status, error.code, str(error), error.headers)
 
     answered.__name__, answered.__doc__ = handler.__name__, handler.__doc__
@@ -430,32 +431,34 @@ async def _sse_frames(streams: Streams, info: StreamInfo, after: int, cursor: st
         return  # deleted, or trimmed past the reader: the next request gets the status
 
 
-STREAM = Param("run_id", "path", {"type": "string", "pattern": RUN_ID_PATTERN.pattern}, "the stream's path (a run id)")
+STREAM = Param("run_id", "path", RUN_ID_SCHEMA, "the stream's path (a run id)")
 _PROTOCOL = "Durable Streams protocol"
 
 routes = [
     ApiRoute("/v1/stream/{run_id}", _answer_errors(create_stream), "PUT", Need.PRODUCER, Operation(
         f"{_PROTOCOL}: create a stream or a fork", {201: Reply("Created", media_type=None), 200: Reply("It exists with this configuration", media_type=None)},
-        (400, 404, 409, 413), parameters=(STREAM,),
+        (400, 404, 409, 413, 503, 507), parameters=(STREAM,),
     )),
     ApiRoute("/v1/stream/{run_id}", _answer_errors(append), "POST", Need.PRODUCER, Operation(
         f"{_PROTOCOL}: append, or close", {204: Reply("Appended", media_type=None), 200: Reply("Appended (an idempotent producer's new request)", media_type=None)},
-        (400, 403, 404, 409, 410, 413), parameters=(STREAM,),
+        (400, 403, 404, 409, 410, 413, 503, 507), parameters=(STREAM,),
     )),
     # HEAD first: starlette's GET route answers HEAD as well
     ApiRoute("/v1/stream/{run_id}", _answer_errors(head_stream), "HEAD", Need.READ_RUN, Operation(
-        f"{_PROTOCOL}: the stream's metadata", {200: Reply("Its headers", media_type=None)}, (404, 410), parameters=(STREAM,),
+        f"{_PROTOCOL}: the stream's metadata", {200: Reply("Its headers", media_type=None)}, (400, 404, 410, 503),
+        parameters=(STREAM,),
     )),
     ApiRoute("/v1/stream/{run_id}", _answer_errors(read_stream), "GET", Need.READ_RUN, Operation(
         f"{_PROTOCOL}: read from an offset (catch-up, long-poll or SSE)",
         {200: Reply("The messages", media_type="application/octet-stream"), 204: Reply("Nothing new in time (long-poll)", media_type=None),
          304: Reply("Not modified", media_type=None)},
-        (400, 404, 410), parameters=(
+        (400, 404, 410, 503), parameters=(
             STREAM, Param("offset", "query", {"type": "string"}), Param("live", "query", {"enum": ["long-poll", "sse"]}),
             Param("cursor", "query", {"type": "string"}),
         ),
     )),
     ApiRoute("/v1/stream/{run_id}", _answer_errors(delete_stream), "DELETE", Need.PRODUCER, Operation(
-        f"{_PROTOCOL}: delete a stream", {204: Reply("Deleted", media_type=None)}, (404, 410), parameters=(STREAM,),
+        f"{_PROTOCOL}: delete a stream", {204: Reply("Deleted", media_type=None)}, (400, 404, 410, 503, 507),
+        parameters=(STREAM,),
     )),
 ]
