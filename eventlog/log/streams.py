@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -28,7 +28,8 @@ from typing import Any
 from eventlog.errors import InvalidInput, RunDeleted, RunExists, RunNotFound
 from eventlog.log.eventlog import EventLog
 from eventlog.log.validation import encode_message
-from eventlog.models import END_EVENT, HEARTBEAT, Event, RunInfo
+from eventlog.log.subscription import Item
+from eventlog.models import END_EVENT, HEARTBEAT, End, Event, RunInfo
 from eventlog.storage.base import Producer, StreamAppended, StreamRow
 
 STREAM_KEY = "stream"
@@ -363,14 +364,47 @@ class Streams:
         chain.reverse()
         return chain
 
-    async def wait(self, info: StreamInfo, after: int, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for a message after position ``after`` of the
-        stream's own run, or its closure (a fork is not woken by its parent's appends); whether
-        one came. RunNotFound if the stream is deleted meanwhile."""
-        batches = self._log.stream(info.run_id, after=after, heartbeat=timeout, wait_for_run=False)
+    async def follow(
+        self, info: StreamInfo, after: int, *, heartbeat: float, max_bytes: int
+    ) -> AsyncIterator[Slice | None]:
+        """The stream from position ``after`` on, live: the slices there are (the first may
+        be empty: nothing after ``after`` yet), then each commit of the stream's own run as it
+        comes (a fork is not woken by its parent's appends), None after ``heartbeat`` idle
+        seconds, until a closed slice. RunNotFound when the stream is deleted meanwhile."""
+        while True:
+            part = await self.read(info, after, max_bytes=max_bytes)
+            yield part
+            if part.closed:
+                return
+            after = part.next
+            if part.up_to_date:
+                break
+        batches = self._log.stream(info.run_id, after=after, heartbeat=heartbeat, wait_for_run=False)
         async with contextlib.aclosing(batches):  # type: ignore[type-var]
             async for batch in batches:
-                if batch[0] is not HEARTBEAT:
-                    return True
-                return False
-        return True  # the subscription ended: the stream is closed
+                if batch[0] is HEARTBEAT:
+                    yield None
+                    continue
+                for part in _slices(batch, after, max_bytes):
+                    yield part
+                    after = part.next
+
+
+def _slices(batch: list[Item], after: int, max_bytes: int) -> Iterator[Slice]:
+    """A subscription's batch as slices of at most ``max_bytes`` of messages each (one message
+    more, if a single message is larger); the last one closed when the batch ends the run."""
+    messages: list[Event] = []
+    size = 0
+    for item in batch:
+        if isinstance(item, End):
+            yield Slice(messages, item.id - 1, True, True)
+            return
+        if not isinstance(item, Event):
+            continue
+        size += message_size(item)
+        if messages and size > max_bytes:
+            yield Slice(messages, messages[-1].id, False, False)
+            messages, size = [], message_size(item)
+        messages.append(item)
+    if messages:
+        yield Slice(messages, messages[-1].id, True, False)

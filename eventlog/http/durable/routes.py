@@ -8,6 +8,7 @@ grants the run. Failures answer the protocol's statuses with eventlog's JSON err
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,6 +34,7 @@ from eventlog.http.schemas import RUN_ID_SCHEMA
 from eventlog.log.streams import (
     Fork,
     OffsetGone,
+    Slice,
     StreamConfig,
     StreamConflict,
     StreamInfo,
@@ -356,14 +358,9 @@ async def read_stream(request: Request) -> Response:
     if offset == wire.NOW and live is None:
         headers = {**_stream_headers(info), "Stream-Up-To-Date": "true", "Cache-Control": "no-store"}
         return Response(wire.body_of(info.config, []), headers=headers)
-    part = await streams.read(info, after, max_bytes=CHUNK_BYTES)
     cursor = request.query_params.get("cursor")
-    if live == "long-poll" and not part.messages:
-        if not part.closed:
-            timeout = request.app.state.settings.long_poll_timeout
-            if await streams.wait(info, part.next, timeout):
-                part = await streams.read(info, part.next, max_bytes=CHUNK_BYTES)
-            streams.touch(info.run_id)
+    if live == "long-poll":
+        part = await _long_poll(streams, info, after, request.app.state.settings.long_poll_timeout)
         if not part.messages:
             headers = {"Stream-Next-Offset": wire.format_offset(part.next), "Stream-Up-To-Date": "true",
                        "Cache-Control": "no-store"}
@@ -372,6 +369,8 @@ async def read_stream(request: Request) -> Response:
             else:
                 headers["Stream-Cursor"] = wire.response_cursor(cursor)
             return Response(status_code=204, headers=headers)
+    else:
+        part = await streams.read(info, after, max_bytes=CHUNK_BYTES)
     next_offset = wire.format_offset(part.next)
     tag = wire.etag(info.run_id, offset or wire.START, next_offset, part.closed)
     headers = {"Content-Type": info.config.content_type, "Stream-Next-Offset": next_offset, "ETag": tag,
@@ -385,6 +384,21 @@ async def read_stream(request: Request) -> Response:
     if request.headers.get("if-none-match") == tag:
         return Response(status_code=304, headers={"ETag": tag, "Cache-Control": headers["Cache-Control"]})
     return Response(wire.body_of(info.config, part.messages), headers=headers)
+
+
+async def _long_poll(streams: Streams, info: StreamInfo, after: int, timeout: float) -> Slice:
+    """The first messages after ``after`` (or the closure), waiting up to ``timeout`` seconds
+    for them; an empty slice at the position reached when none came."""
+    position = after
+    async with contextlib.aclosing(streams.follow(info, after, heartbeat=timeout, max_bytes=CHUNK_BYTES)) as parts:
+        async for part in parts:
+            if part is None:
+                break
+            if part.messages or part.closed:
+                return part
+            position = part.next
+    streams.touch(info.run_id)
+    return Slice([], position, True, False)
 
 
 def _cache_control(request: Request) -> str:
@@ -408,25 +422,22 @@ async def _sse_frames(streams: Streams, info: StreamInfo, after: int, cursor: st
     closed (a last control event says so) or ``SSE_LIFETIME`` has passed."""
     deadline = time.monotonic() + SSE_LIFETIME
     position, first = after, True
+    parts = streams.follow(info, after, heartbeat=min(heartbeat, SSE_LIFETIME), max_bytes=CHUNK_BYTES)
     try:
-        while True:
-            part = await streams.read(info, position, max_bytes=CHUNK_BYTES)
-            if part.messages or first or part.closed:
-                yield wire.slice_frames(info.config, part, wire.response_cursor(cursor))
-            first = False
-            if part.closed:
-                return
-            position = part.next
-            if not part.up_to_date:
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            if not await streams.wait(info, position, min(heartbeat, remaining)):
-                streams.touch(info.run_id)
-                if time.monotonic() < deadline:
+        async with contextlib.aclosing(parts):
+            async for part in parts:
+                if part is None:  # idle: a control event keeps proxies from timing out
+                    streams.touch(info.run_id)
+                    if time.monotonic() >= deadline:
+                        return
                     yield wire.sse_control(wire.format_offset(position), cursor=wire.response_cursor(cursor),
                                            up_to_date=True, closed=False)
+                    continue
+                if part.messages or first or part.closed:
+                    yield wire.slice_frames(info.config, part, wire.response_cursor(cursor))
+                first, position = False, part.next
+                if part.closed or time.monotonic() >= deadline:
+                    return
     except (RunNotFound, OffsetGone):
         return  # deleted, or trimmed past the reader: the next request gets the status
 
