@@ -6,13 +6,20 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from eventlog import EventLog, InvalidInput, RetentionPolicy, RunDeleted, RunNotFound
 from eventlog.http.durable import wire
-from eventlog.log.streams import Fork, OffsetGone, Slice, StreamConfig, StreamConflict, Streams
+from eventlog.log.streams import (
+    Fork,
+    OffsetGone,
+    Slice,
+    StreamConfig,
+    StreamConflict,
+    Streams,
+)
 from eventlog.log.validation import encode_message
 from eventlog.models import Event
 
@@ -73,7 +80,7 @@ async def test_a_restarted_process_gives_every_stream_a_whole_window(log: EventL
 async def test_expires_at_is_a_hard_deadline(log: EventLog) -> None:
     clock = Clock()
     streams = Streams(log, clock)
-    deadline = datetime.fromtimestamp(clock.now + 10, timezone.utc).isoformat()
+    deadline = datetime.fromtimestamp(clock.now + 10, UTC).isoformat()
     await streams.create("exp-1", StreamConfig("text/plain", expires_at=deadline), [], closed=False)
     clock.now += 9
     streams.touch("exp-1")

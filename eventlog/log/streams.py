@@ -22,13 +22,13 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from eventlog.errors import InvalidInput, RunDeleted, RunExists, RunNotFound
 from eventlog.log.eventlog import EventLog
-from eventlog.log.validation import encode_message
 from eventlog.log.subscription import Item
+from eventlog.log.validation import encode_message
 from eventlog.models import END_EVENT, HEARTBEAT, End, Event, RunInfo
 from eventlog.storage.base import Producer, StreamAppended, StreamRow
 
@@ -111,7 +111,7 @@ def parse_time(text: str) -> float:
     except ValueError:
         raise InvalidInput(f"{text!r} is not an RFC 3339 time") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 
