@@ -108,7 +108,7 @@ async def test_a_fork_reads_its_parent_up_to_the_fork_point_then_its_own(log: Ev
     streams = Streams(log)
     source, _ = await streams.create("src-1", TEXT, chunks(b"one,", b"two,"), closed=False)
     point = source.tail
-    fork, _ = await streams.create("fork-1", StreamConfig("", fork=Fork("src-1", 0)), chunks(b"mine,"), closed=False)
+    fork, _ = await streams.create("fork-1", StreamConfig("", fork=Fork("src-1")), chunks(b"mine,"), closed=False)
     assert fork.config.content_type == "text/plain" and fork.config.fork is not None
     assert fork.config.fork.point == point
     await streams.append(source, chunks(b"three,"), producer=None, writer_seq=None, close=False)
@@ -125,8 +125,8 @@ async def test_a_chain_of_forks_and_a_deleted_parent_kept_for_its_forks(log: Eve
     streams = Streams(log)
     root, _ = await streams.create("chain-a", TEXT, chunks(b"a1,", b"a2,"), closed=False)
     first = (await streams.read(root, 0, max_bytes=None)).messages[0].id
-    await streams.create("chain-b", StreamConfig("text/plain", fork=Fork("chain-a", 0, offset=first)), chunks(b"b1,"), closed=False)
-    await streams.create("chain-c", StreamConfig("text/plain", fork=Fork("chain-b", 0)), chunks(b"c1,"), closed=True)
+    await streams.create("chain-b", StreamConfig("text/plain", fork=Fork("chain-a", offset=first)), chunks(b"b1,"), closed=False)
+    await streams.create("chain-c", StreamConfig("text/plain", fork=Fork("chain-b")), chunks(b"c1,"), closed=True)
     assert await text_of(streams, "chain-c") == b"a1,b1,c1,"
 
     assert await streams.delete("chain-a")
@@ -135,7 +135,7 @@ async def test_a_chain_of_forks_and_a_deleted_parent_kept_for_its_forks(log: Eve
     with pytest.raises(RunDeleted):
         await streams.append(kept, chunks(b"late"), producer=None, writer_seq=None, close=False)
     with pytest.raises(RunDeleted):
-        await streams.create("chain-d", StreamConfig("text/plain", fork=Fork("chain-a", 0)), [], closed=False)
+        await streams.create("chain-d", StreamConfig("text/plain", fork=Fork("chain-a")), [], closed=False)
     with pytest.raises(StreamConflict):
         await streams.create("chain-a", TEXT, [], closed=False)
     assert await text_of(streams, "chain-c") == b"a1,b1,c1,"  # still read through the chain
@@ -150,23 +150,23 @@ async def test_fork_offsets_and_sub_offsets(log: EventLog) -> None:
     streams = Streams(log)
     text, _ = await streams.create("sub-src", TEXT, chunks(b"hello", b"world"), closed=False)
     with pytest.raises(InvalidInput):
-        await streams.create("sub-far", StreamConfig("text/plain", fork=Fork("sub-src", 0, offset=text.tail + 1)), [], closed=False)
+        await streams.create("sub-far", StreamConfig("text/plain", fork=Fork("sub-src", offset=text.tail + 1)), [], closed=False)
     with pytest.raises(RunNotFound):
-        await streams.create("sub-none", StreamConfig("text/plain", fork=Fork("no-such-stream", 0)), [], closed=False)
+        await streams.create("sub-none", StreamConfig("text/plain", fork=Fork("no-such-stream")), [], closed=False)
     with pytest.raises(StreamConflict):
-        await streams.create("sub-ct", StreamConfig("application/json", fork=Fork("sub-src", 0)), [], closed=False)
-    await streams.create("sub-3", StreamConfig("text/plain", fork=Fork("sub-src", 0, offset=0, sub_offset=3)), chunks(b"!"), closed=False)
+        await streams.create("sub-ct", StreamConfig("application/json", fork=Fork("sub-src")), [], closed=False)
+    await streams.create("sub-3", StreamConfig("text/plain", fork=Fork("sub-src", offset=0, sub_offset=3)), chunks(b"!"), closed=False)
     assert await text_of(streams, "sub-3") == b"hel!"
-    await streams.create("sub-5", StreamConfig("text/plain", fork=Fork("sub-src", 0, offset=0, sub_offset=5)), [], closed=False)
+    await streams.create("sub-5", StreamConfig("text/plain", fork=Fork("sub-src", offset=0, sub_offset=5)), [], closed=False)
     assert await text_of(streams, "sub-5") == b"hello"
     with pytest.raises(InvalidInput):  # past the next message
-        await streams.create("sub-6", StreamConfig("text/plain", fork=Fork("sub-src", 0, offset=0, sub_offset=6)), [], closed=False)
+        await streams.create("sub-6", StreamConfig("text/plain", fork=Fork("sub-src", offset=0, sub_offset=6)), [], closed=False)
 
     await streams.create("json-src", JSON, [encode_message(v) for v in ({"a": 1}, {"b": 2}, {"c": 3})], closed=False)
-    fork, _ = await streams.create("json-2", StreamConfig("", fork=Fork("json-src", 0, offset=0, sub_offset=2)), [], closed=False)
+    fork, _ = await streams.create("json-2", StreamConfig("", fork=Fork("json-src", offset=0, sub_offset=2)), [], closed=False)
     assert [m.data for m in (await streams.read(fork, 0, max_bytes=None)).messages] == [{"a": 1}, {"b": 2}]
     with pytest.raises(InvalidInput):
-        await streams.create("json-4", StreamConfig("", fork=Fork("json-src", 0, offset=0, sub_offset=4)), [], closed=False)
+        await streams.create("json-4", StreamConfig("", fork=Fork("json-src", offset=0, sub_offset=4)), [], closed=False)
 
 
 async def test_reads_are_cut_by_size_and_closed_only_at_the_tail(log: EventLog) -> None:
@@ -184,7 +184,7 @@ async def test_reads_are_cut_by_size_and_closed_only_at_the_tail(log: EventLog) 
 async def test_follow_waits_for_the_fork_s_own_messages_only(log: EventLog) -> None:
     streams = Streams(log)
     source, _ = await streams.create("follow-src", TEXT, chunks(b"old"), closed=False)
-    fork, _ = await streams.create("follow-fork", StreamConfig("", fork=Fork("follow-src", 0)), [], closed=False)
+    fork, _ = await streams.create("follow-fork", StreamConfig("", fork=Fork("follow-src")), [], closed=False)
     parts = streams.follow(fork, 0, heartbeat=0.3, max_bytes=1000)
     async with contextlib.aclosing(parts):
         first = await anext(parts)

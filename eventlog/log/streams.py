@@ -52,11 +52,12 @@ class OffsetGone(Exception):
 @dataclass(frozen=True, slots=True)
 class Fork:
     parent: str
-    point: int
-    """The parent's messages with ids up to this one are the fork's."""
     offset: int | None = None
     """The fork offset asked for (None: the parent's tail at the time)."""
     sub_offset: int = 0
+    point: int = 0
+    """The parent's messages with ids up to this one are the fork's: worked out from the
+    others when the fork is created (``Streams.fork_config``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +275,7 @@ class Streams:
             ttl, expires_at = parent.config.ttl, parent.config.expires_at
         return StreamConfig(
             config.content_type or parent.config.content_type, ttl, expires_at,
-            Fork(fork.parent, point, fork.offset, fork.sub_offset),
+            Fork(fork.parent, fork.offset, fork.sub_offset, point),
         ), prefix
 
     async def _sub_offset(self, parent: StreamInfo, offset: int, count: int) -> tuple[int, list[StreamRow]]:

@@ -110,7 +110,7 @@ def stream_config(request: Request) -> tuple[StreamConfig, bool]:
         if parsed is None:
             raise ProtocolError(400, "invalid_sub_offset", f"Stream-Fork-Sub-Offset must be a non-negative integer (got {sub_text[:64]!r})")
         sub_offset = parsed
-    fork = Fork(parent, 0, offset, sub_offset)
+    fork = Fork(parent, offset, sub_offset)
     return StreamConfig(_content_type(headers.get("content-type")) or "", ttl, expires_at, fork), True
 
 
