@@ -421,11 +421,19 @@ def expire_ended(conn: sqlite3.Connection, ended_before: float, max_rows: int) -
     return removed, deleted
 
 
-def delete_run_in_part(conn: sqlite3.Connection, run_id: str, through: int, max_rows: int) -> bool | None:
+def delete_run_in_part(
+    conn: sqlite3.Connection, run_id: str, through: int, max_rows: int, now: float
+) -> bool | None:
     """One step of deleting a run in short transactions: its oldest rows up to id ``through``
     (its newest when the deletion began), at most ``max_rows``; the step that reaches
     ``through`` deletes the run with whatever was appended since. None while rows up to
-    ``through`` remain, else whether there was a run to delete."""
+    ``through`` remain, else whether there was a run to delete.
+
+    A run with forks is only marked deleted, ``now``, and keeps its rows. Every step checks, in
+    its own transaction: a fork created between two steps (its parent not deleted yet) is seen
+    by the next, so no fork outlives its parent (it reads a gap for the rows deleted before)."""
+    if mark_deleted_if_forked(conn, run_id, now):
+        return True
     _, reached = _delete_oldest(conn, run_id, through, max_rows)
     return delete_run(conn, run_id) if reached else None
 
@@ -478,13 +486,11 @@ def mark_deleted_if_forked(conn: sqlite3.Connection, run_id: str, now: float) ->
     ).rowcount > 0
 
 
-def unneeded_parent(conn: sqlite3.Connection, parent_id: str | None) -> str | None:
-    """``parent_id`` if it is marked deleted and no fork of it is left: then it goes too."""
-    if parent_id is None:
-        return None
-    row = conn.execute(
-        "SELECT 1 FROM runs WHERE run_id = ? AND deleted_at IS NOT NULL "
+def unneeded_parent(conn: sqlite3.Connection, parent_id: str) -> tuple[int, str | None] | None:
+    """The newest id and the parent of run ``parent_id`` if it is marked deleted and no fork of
+    it is left: then it goes too (and may leave its own parent unneeded)."""
+    return conn.execute(
+        "SELECT last_id, parent_id FROM runs WHERE run_id = ? AND deleted_at IS NOT NULL "
         "AND NOT EXISTS (SELECT 1 FROM runs fork WHERE fork.parent_id = ?)",
         (parent_id, parent_id),
     ).fetchone()
-    return parent_id if row else None
