@@ -81,6 +81,14 @@ async def bodies_of(log: EventLog, run_id: str) -> list[bytes | None]:
     return [e.body for e in await stored(log, run_id) if e.event != END_EVENT]
 
 
+async def test_a_stream_append_needs_the_run(log: EventLog) -> None:
+    with pytest.raises(RunNotFound):
+        await stream(log, "missing", b"a", producer=("p", 0, 0), writer_seq="1")
+    assert await log.run("missing") is None and await log.runs(limit=10) == []
+    await create(log, "missing")
+    assert not (await stream(log, "missing", b"a", producer=("p", 0, 0), writer_seq="1")).duplicate
+
+
 # --- idempotent producers ----------------------------------------------------------------------
 
 
@@ -342,6 +350,24 @@ async def test_a_fork_created_while_its_parent_is_deleted_in_parts_keeps_it(log:
     assert await deleting is True
     parent = await log.run("p")
     assert parent is not None and parent.deleted_at is not None and parent.event_count > 0
+
+
+async def test_retention_neither_ends_a_deleted_run_nor_expires_a_parent_before_its_forks(log: EventLog) -> None:
+    """A run kept for its forks is no longer written (so it is never idle, never abandoned), and
+    an ended parent outlives its ended_ttl while a fork reads it; once its forks expired, it
+    goes too, marked deleted or not."""
+    await create(log, "kept", b"a")
+    await create(log, "kept-fork", parent_id="kept")
+    await log.delete("kept")
+    await create(log, "ended", b"b", end=True)
+    await create(log, "ended-fork", parent_id="ended")
+    later = (await log.run("kept-fork")).created_at + 3600  # type: ignore[union-attr]
+    assert (await log.apply_retention(later, policy=RetentionPolicy(ended_ttl=60))).expired_runs == []
+    report = await log.apply_retention(later, policy=RetentionPolicy(abandon_after=60))
+    assert sorted(report.abandoned_runs) == ["ended-fork", "kept-fork"]
+    report = await log.apply_retention(later + 3600, policy=RetentionPolicy(ended_ttl=60))
+    assert sorted(report.expired_runs) == ["ended", "ended-fork", "kept", "kept-fork"]
+    assert [await log.run(r) for r in ("kept", "ended")] == [None, None]
 
 
 async def test_a_deleted_run_leaves_no_producer_or_writer_seq(log: EventLog) -> None:

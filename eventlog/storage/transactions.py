@@ -376,6 +376,15 @@ def import_rows(conn: sqlite3.Connection, request: ImportRows) -> tuple[list[int
 # --- retention ---------------------------------------------------------------------------------
 
 
+_EXPIRED = (
+    "SELECT run_id, coalesce(end_id, last_id) FROM runs WHERE (ended_at < ? OR deleted_at IS NOT NULL) "
+    "AND NOT EXISTS (SELECT 1 FROM runs fork WHERE fork.parent_id = runs.run_id) "
+    "ORDER BY coalesce(ended_at, deleted_at) LIMIT 100"
+)
+"""The runs retention removes whole, with the newest id of each, up to 100 at a time: those that
+ended before the time given, and those marked deleted whose forks are gone now (by retention, or
+a deletion that stopped half-way), but none that a fork still reads."""
+
 EVENT_BYTES = "coalesce(length(body), length(CAST(data AS BLOB)))"
 """An event's size as ``runs.total_bytes`` counts it: its bytes, else its data's UTF-8 bytes."""
 
@@ -404,16 +413,16 @@ def trim_run(conn: sqlite3.Connection, run_id: str, policy: RetentionPolicy, now
 def expire_ended(conn: sqlite3.Connection, ended_before: float, max_rows: int) -> tuple[list[str], int]:
     """Delete the oldest rows of runs that ended before ``ended_before``, at most ``max_rows``.
 
-    Rows go oldest first, so the end marker (a run's newest row) goes last, with the run itself."""
+    Rows go oldest first, so the end marker (a run's newest row) goes last, with the run itself.
+    A run with forks is kept (they read it) until they are gone; one marked deleted goes then
+    (see ``EXPIRED``)."""
     removed: list[str] = []
     deleted = 0
-    expired = conn.execute(
-        "SELECT run_id, end_id FROM runs WHERE ended_at < ? ORDER BY ended_at LIMIT 100", (ended_before,)
-    ).fetchall()
-    for run_id, end_id in expired:
+    expired = conn.execute(_EXPIRED, (ended_before,)).fetchall()
+    for run_id, through in expired:
         if deleted >= max_rows:
             break
-        rows, reached = _delete_oldest(conn, run_id, end_id, max_rows - deleted)
+        rows, reached = _delete_oldest(conn, run_id, through, max_rows - deleted)
         deleted += rows
         if reached:
             delete_run(conn, run_id)

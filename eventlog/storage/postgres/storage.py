@@ -339,7 +339,7 @@ class PostgresStorage:
     async def idle_runs(self, idle_before: float) -> list[tuple[str, int]]:
         sql = (
             "SELECT runs.run_id, runs.last_id FROM runs LEFT JOIN events ON events.id = runs.last_id "
-            "WHERE runs.end_id IS NULL AND coalesce(events.created_at, runs.created_at) < $1"
+            "WHERE runs.end_id IS NULL AND runs.deleted_at IS NULL AND coalesce(events.created_at, runs.created_at) < $1"
         )
 
         async def body(conn: asyncpg.Connection) -> list[tuple[str, int]]:

@@ -386,16 +386,20 @@ async def trim_run(conn: asyncpg.Connection, run_id: str, policy: RetentionPolic
 
 async def expire_ended(conn: asyncpg.Connection, ended_before: float, max_rows: int) -> tuple[list[str], int]:
     """Delete the oldest rows of runs that ended before ``ended_before``, at most ``max_rows``;
-    the end marker (a run's newest row) goes last, with the run itself."""
+    the end marker (a run's newest row) goes last, with the run itself. Which runs: SQLite's
+    ``_EXPIRED``: also those marked deleted whose forks are gone, and none a fork still reads."""
     removed: list[str] = []
     deleted = 0
     expired = await conn.fetch(
-        "SELECT run_id, end_id FROM runs WHERE ended_at < $1 ORDER BY ended_at LIMIT 100", ended_before
+        "SELECT run_id, coalesce(end_id, last_id) FROM runs WHERE (ended_at < $1 OR deleted_at IS NOT NULL) "
+        "AND NOT EXISTS (SELECT 1 FROM runs fork WHERE fork.parent_id = runs.run_id) "
+        "ORDER BY coalesce(ended_at, deleted_at) LIMIT 100",
+        ended_before,
     )
-    for run_id, end_id in expired:
+    for run_id, through in expired:
         if deleted >= max_rows:
             break
-        rows, reached = await _delete_oldest(conn, run_id, end_id, max_rows - deleted)
+        rows, reached = await _delete_oldest(conn, run_id, through, max_rows - deleted)
         deleted += rows
         if reached:
             await delete_run(conn, run_id)
