@@ -9,6 +9,10 @@
 #   install.sh --no-install  print the directory if it is installed (exit 1 if not): what the
 #                            tests use to find it without touching the network
 #
+# package.json pins vitest and vite besides the two packages: the suite asks for vitest ^4, and
+# from vitest 4.1 on that brings vite 7+, which needs Node 20.19+; Debian 12's nodejs (what .ci/run
+# installs) is Node 18. vitest 4.0.18 with vite 6.4.6 runs the suite on Node 18 and newer alike.
+#
 # The scripts next to this file (conformance.test.mjs, read_stream.mjs) are copied there on
 # each call: Node resolves `@durable-streams/...` imports from a script's own directory.
 set -euo pipefail
