@@ -84,6 +84,53 @@ class IdempotencyConflict(EventLogError):
         self.key = key
 
 
+class RunDeleted(EventLogError):
+    """The run was deleted while forks of it still read its events: it is kept for them, but
+    refuses every other use."""
+
+    code = "run_deleted"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id!r} was deleted (it is kept while its forks read it)")
+        self.run_id = run_id
+
+
+class ProducerFenced(EventLogError):
+    """An idempotent producer wrote with an older epoch than the run has seen from it: a newer
+    session of that producer exists, so this one is a zombie."""
+
+    code = "producer_fenced"
+
+    def __init__(self, run_id: str, producer_id: str, epoch: int) -> None:
+        super().__init__(f"producer {producer_id!r} of run {run_id!r} is at epoch {epoch}; this epoch is stale")
+        self.run_id = run_id
+        self.producer_id = producer_id
+        self.epoch = epoch
+
+
+class ProducerSeqGap(EventLogError):
+    """An idempotent producer skipped sequence numbers: a request before this one is missing."""
+
+    code = "producer_seq_gap"
+
+    def __init__(self, run_id: str, producer_id: str, expected: int, received: int) -> None:
+        super().__init__(f"producer {producer_id!r} of run {run_id!r} sent seq {received}, expected {expected}")
+        self.run_id = run_id
+        self.producer_id = producer_id
+        self.expected = expected
+        self.received = received
+
+
+class WriterSeqConflict(EventLogError):
+    """A writer sequence (``Stream-Seq``) not greater than the run's newest one."""
+
+    code = "writer_seq_conflict"
+
+    def __init__(self, run_id: str, seq: str, last: str) -> None:
+        super().__init__(f"writer seq {seq!r} of run {run_id!r} is not greater than the last one, {last!r}")
+        self.run_id = run_id
+
+
 class DatabaseFull(EventLogError):
     """The disk (or the configured page limit) is full: nothing of this call was stored."""
 

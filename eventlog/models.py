@@ -27,6 +27,8 @@ class Event:
     event: str
     data_json: str
     created_at: float
+    body: bytes | None = None
+    """The exact bytes of an event of a byte stream (its ``data_json`` is then ``null``)."""
 
     @property
     def data(self) -> Any:
@@ -77,6 +79,12 @@ class RunInfo:
     end_id: int | None
     end_reason: str | None
     ended_at: float | None
+    parent_id: str | None = None
+    """The run this one was forked from: its readers see the parent's events up to the fork
+    point (kept in ``metadata``) before this run's own."""
+    deleted_at: float | None = None
+    """Set when the run was deleted while forks of it still read its events: it is kept for
+    them, and refuses every other use."""
 
     @property
     def ended(self) -> bool:

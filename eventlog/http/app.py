@@ -17,13 +17,28 @@ from starlette.types import Receive, Scope, Send
 
 from eventlog import EventLog
 from eventlog.http import langgraph, metrics, openapi, routes, ui
+from eventlog.http.durable import routes as durable_streams
 from eventlog.http.auth import Authenticator, install_log_redaction, load_key
 from eventlog.http.broadcast import Broadcasts
 from eventlog.http.errors import EXCEPTION_HANDLERS
+from eventlog.http.security import SecurityHeaders
 from eventlog.http.settings import Settings
 from eventlog.http.shutdown import on_exit_signal
 from eventlog.http.sse import StreamCounter
 from eventlog.http.stream import SERVER_SEND
+from eventlog.log.streams import Streams
+
+CORS_REQUEST_HEADERS = [
+    "Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "If-None-Match",
+    # the Durable Streams protocol's
+    "Stream-Seq", "Stream-TTL", "Stream-Expires-At", "Stream-Closed", "Producer-Id", "Producer-Epoch",
+    "Producer-Seq", "Stream-Forked-From", "Stream-Fork-Offset", "Stream-Fork-Sub-Offset",
+]
+CORS_RESPONSE_HEADERS = [
+    "Location", "ETag",
+    "Stream-Next-Offset", "Stream-Cursor", "Stream-Up-To-Date", "Stream-Closed", "Stream-TTL", "Stream-Expires-At",
+    "Stream-SSE-Data-Encoding", "Producer-Epoch", "Producer-Seq", "Producer-Expected-Seq", "Producer-Received-Seq",
+]
 
 
 class App(Starlette):
@@ -51,24 +66,25 @@ def create_app(settings: Settings | None = None) -> Starlette:
             command_timeout=settings.command_timeout,
         ) as log:
             app.state.log = log
+            app.state.durable_streams = Streams(log)
             app.state.broadcasts = Broadcasts(log, settings.heartbeat)
             with on_exit_signal(app.state.broadcasts.close):
                 yield
             app.state.broadcasts.close()
 
-    middleware = []
+    middleware = [Middleware(SecurityHeaders)]
     if settings.cors_origins:
         middleware.append(
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
-                allow_methods=["GET", "POST", "DELETE"],
-                allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
-                expose_headers=["Location"],
+                allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
+                allow_headers=CORS_REQUEST_HEADERS,
+                expose_headers=CORS_RESPONSE_HEADERS,
             )
         )
     app = App(
-        routes=[*routes.routes, *langgraph.routes, *metrics.routes, *openapi.routes, *ui.routes],
+        routes=[*routes.routes, *langgraph.routes, *durable_streams.routes, *metrics.routes, *openapi.routes, *ui.routes],
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,

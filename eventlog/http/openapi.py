@@ -32,6 +32,7 @@ _ERRORS = {
     403: "Valid credentials that do not grant this",
     404: "No such run (or no such thread of the run)",
     409: "The run's state forbids it (it exists, has ended, or is not idle)",
+    410: "Gone: a stream deleted while its forks read it, or an offset retention has passed",
     413: "The body or the batch is too large",
     422: "A body or value that breaks the input rules",
     503: "The log cannot serve now (it is closed as the server shuts down, or its storage failed)",

@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     durability: Literal["process", "power"] = "process"
 
     heartbeat: float = Field(15.0, gt=0, description="seconds between SSE heartbeat comments")
+    long_poll_timeout: float = Field(30.0, gt=0, description="seconds a Durable Streams long-poll read waits for data")
     retry_ms: int = Field(1000, ge=0, description="the SSE retry: hint sent in the first frame")
     max_body_bytes: int = Field(1_048_576, gt=0)
     max_batch_events: int = Field(1000, gt=0)

@@ -24,9 +24,13 @@ from eventlog.storage.base import (
     EndRun,
     ImportedRun,
     ImportRows,
+    Producer,
     Resized,
     RetentionPolicy,
     Storage,
+    StreamAppend,
+    StreamAppended,
+    StreamRow,
     WriteResult,
 )
 from eventlog.storage.check import FileReport, check_file
@@ -154,16 +158,61 @@ class EventLog:
 
     # --- writing ---------------------------------------------------------------------------
 
-    async def create_run(self, run_id: str, metadata: dict[str, Any] | None = None) -> RunInfo:
+    async def create_run(
+        self,
+        run_id: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        messages: Sequence[StreamRow] = (),
+        end: bool = False,
+        end_reason: str | None = None,
+        parent_id: str | None = None,
+    ) -> RunInfo:
         """Create a run explicitly, recording ``metadata`` (a ``thread_id``, say). Raises
-        RunExists when the run is already there."""
+        RunExists when the run is already there.
+
+        The run can start with ``messages`` (see ``validation.encode_message``) and be ended
+        at once, all in one transaction; with ``parent_id`` it is a fork of that run (which
+        must exist, else RunNotFound for it, and not be deleted, else RunDeleted)."""
         self._check_open()
         validation.check_run_id(run_id)
+        if parent_id is not None:
+            validation.check_run_id(parent_id)
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidInput("run metadata must be a JSON object")
-        info = await self._storage.write(CreateRun(run_id, validation.encode_json(metadata or {}, "run metadata")))
+        request = CreateRun(
+            run_id, validation.encode_json(metadata or {}, "run metadata"), messages, end, end_reason, parent_id
+        )
+        info = await self._storage.write(request)
         assert isinstance(info, RunInfo)
         return info
+
+    async def append_messages(
+        self,
+        run_id: str,
+        messages: Sequence[StreamRow],
+        *,
+        producer: Producer | None = None,
+        writer_seq: str | None = None,
+        end: bool = False,
+        end_reason: str | None = None,
+    ) -> StreamAppended:
+        """Append a stream's messages (see ``validation.encode_message``) to an existing run,
+        atomically, once durable; with ``end`` the run is ended after them in the same
+        transaction (no messages: only ended, which repeated is a success).
+
+        ``producer`` makes the request idempotent the Kafka way: its retry is a duplicate that
+        writes nothing, an older epoch raises ProducerFenced and a skipped sequence number
+        ProducerSeqGap. ``writer_seq`` must be greater than the run's last one (else
+        WriterSeqConflict). Both are recorded in the transaction of the messages, so they hold
+        across crashes. Raises RunNotFound, RunDeleted, or RunEnded for an ended run."""
+        self._check_open()
+        validation.check_run_id(run_id)
+        if not messages and not end:
+            raise InvalidInput("at least one message is required")
+        outcome = await self._storage.write(StreamAppend(run_id, messages, producer, writer_seq, end, end_reason))
+        assert isinstance(outcome, StreamAppended)
+        return outcome
 
     async def append(self, run_id: str, event: str, data: Any = None, *, idempotency_key: str | None = None) -> int:
         """Append one event; returns its id once it is durable."""
@@ -208,7 +257,9 @@ class EventLog:
         return end_id
 
     async def delete(self, run_id: str) -> bool:
-        """Remove a run and all its events; False when there was no such run."""
+        """Remove a run and all its events; False when there was no such run. A run that
+        forks still read is only marked deleted (``RunInfo.deleted_at``) until its last fork
+        is deleted, which takes it along."""
         self._check_open()
         validation.check_run_id(run_id)
         deleted = await self._storage.delete(run_id)

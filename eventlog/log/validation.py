@@ -98,6 +98,18 @@ def encode_events(events: Sequence[tuple[str, Any]]) -> list[tuple[str, str]]:
     return encoded
 
 
+MESSAGE_EVENT = "message"
+"""The event name of a stream's message: a JSON value, or bytes (``validation.encode_message``)."""
+
+
+def encode_message(value: Any = None, body: bytes | None = None) -> tuple[str, str, bytes | None]:
+    """A stream's message as storage takes it: a JSON value as compact JSON, or the exact
+    ``body`` bytes of a byte stream's message (its data is then ``null``)."""
+    if body is not None:
+        return MESSAGE_EVENT, "null", bytes(body)
+    return MESSAGE_EVENT, encode_json(value, "a message"), None
+
+
 def check_idempotency_key(key: object) -> str:
     if (
         not isinstance(key, str)

@@ -1,7 +1,9 @@
 """The narrow interface between the log layer and a storage backend.
 
 The log layer validates input, encodes JSON and runs subscriptions; a backend only stores and
-fetches. Nothing here assumes SQLite: ids are opaque increasing integers *per run*, and change
+fetches. Nothing here assumes SQLite: ids are opaque increasing integers *per run*
+(and an id handed out after a commit is greater than every id that commit wrote: a fork's own
+events follow its parent's events before the fork point, whatever run they are in), and change
 detection across processes is the backend's own business (SQLite watches its WAL file;
 PostgreSQL LISTENs, see ``eventlog.storage.postgres``). Keep it that way so backends stay
 swappable.
@@ -43,8 +45,61 @@ class EndRun:
 
 @dataclass(frozen=True, slots=True)
 class CreateRun:
+    """Create a run, with its first events and its end marker when given, in one transaction: a
+    crash leaves either all of it or nothing (a retry cannot find the run without its events).
+    With ``parent_id`` the run is a fork of that run, which must exist and not be deleted."""
+
     run_id: str
     metadata_json: str
+    events: Sequence[StreamRow] = ()
+    end: bool = False
+    end_reason: str | None = None
+    parent_id: str | None = None
+
+
+StreamRow = tuple[str, str, "bytes | None"]
+"""An event of a stream: its name, its compact JSON data, and the exact bytes of a byte stream's
+message (then the data is ``null``) or None."""
+
+
+@dataclass(frozen=True, slots=True)
+class Producer:
+    """An idempotent producer's claim on a request: the producer's id, the epoch of its session
+    and the request's sequence number within that epoch."""
+
+    id: str
+    epoch: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAppend:
+    """Append a stream's messages (none: only end the run), checked and recorded in the same
+    transaction as the rows: the producer's epoch and sequence (a retry is a duplicate and
+    writes nothing; a stale epoch is fenced; a gap is refused) and the writer sequence
+    ``writer_seq``, which must be greater than the run's last. ``end`` ends the run after the
+    messages, atomically, with ``end_reason``. Returns a ``StreamAppended``."""
+
+    run_id: str
+    events: Sequence[StreamRow]
+    producer: Producer | None = None
+    writer_seq: str | None = None
+    end: bool = False
+    end_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAppended:
+    ids: list[int]
+    """The new events' ids, the end marker not included (empty for a duplicate)."""
+    last_id: int
+    """The run's newest id afterwards, end marker included."""
+    ended: bool
+    """The run is ended now (by this request or before it)."""
+    duplicate: bool = False
+    """The producer had sent this request already: nothing was written."""
+    producer_seq: int | None = None
+    """The producer's highest accepted sequence number in its epoch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +129,8 @@ class ImportRows:
     reserve_through: int = 0
 
 
-WriteRequest = Append | EndRun | CreateRun | ImportRows
-WriteResult = list[int] | int | RunInfo
+WriteRequest = Append | EndRun | CreateRun | StreamAppend | ImportRows
+WriteResult = list[int] | int | RunInfo | StreamAppended
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +228,11 @@ class Storage(Protocol):
         """Runs, newest first. ``run_globs`` (None: no filter) keeps the runs whose id matches
         one of them as ``fnmatch.fnmatchcase`` matches, applied before ``limit``/``offset``."""
 
-    async def delete(self, run_id: str) -> bool: ...
+    async def delete(self, run_id: str) -> bool:
+        """Delete the run and its events, or, while forks of it exist, only mark it deleted
+        (``RunInfo.deleted_at``): its forks still read its events. Deleting a run's last fork
+        deletes its parent too when that was marked deleted, and so on up. False when there
+        was no such run."""
 
     async def trim_candidates(self, policy: RetentionPolicy, now: float) -> list[str]:
         """Runs that break a per-run limit of ``policy``."""

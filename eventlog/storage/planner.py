@@ -19,13 +19,29 @@ from eventlog.errors import (
     IdempotencyConflict,
     InvalidData,
     InvalidInput,
+    ProducerFenced,
+    ProducerSeqGap,
     RunActive,
+    RunDeleted,
     RunEnded,
     RunExists,
     RunNotFound,
+    WriterSeqConflict,
 )
 from eventlog.models import END_EVENT, Event, RunInfo
-from eventlog.storage.base import Append, Committed, CreateRun, EndRun, RetentionPolicy, WriteRequest, WriteResult
+from eventlog.storage.base import (
+    Append,
+    Committed,
+    CreateRun,
+    EndRun,
+    Producer,
+    RetentionPolicy,
+    StreamAppend,
+    StreamAppended,
+    StreamRow,
+    WriteRequest,
+    WriteResult,
+)
 
 
 @dataclass(slots=True)
@@ -44,10 +60,21 @@ class RunState:
     ended_at: float | None
     previous_last_id: int
     touched: bool = False
+    parent_id: str | None = None
+    deleted_at: float | None = None
 
 
-def new_state(now: float, metadata_json: str = "{}") -> RunState:
-    return RunState(False, now, metadata_json, 0, 0, 0, None, None, None, 0, touched=True)
+def new_state(now: float, metadata_json: str = "{}", parent_id: str | None = None) -> RunState:
+    return RunState(False, now, metadata_json, 0, 0, 0, None, None, None, 0, touched=True, parent_id=parent_id)
+
+
+@dataclass(slots=True)
+class ProducerState:
+    """An idempotent producer's newest accepted request in a run; ``closed``: it ended the run."""
+
+    epoch: int
+    seq: int
+    closed: bool = False
 
 
 CREATED = object()
@@ -63,6 +90,23 @@ class Rows:
 
     span: slice
     key: str | None = None
+
+
+@dataclass(slots=True)
+class Unchanged:
+    """A stream append that writes nothing (a producer's retry, a repeated end): its outcome
+    reports the run as the batch leaves it, since rows queued before it have no ids yet."""
+
+    producer_seq: int | None
+    duplicate: bool
+
+
+@dataclass(slots=True)
+class StreamRows(Rows):
+    """The rows of a ``StreamAppend`` (its end marker included, last, when it ends the run)."""
+
+    producer_seq: int | None = None
+    ends: bool = False
 
 
 StoredKey = tuple[str, "list[int] | Rows"]
@@ -86,6 +130,11 @@ class Planner:
         self.new_keys: list[tuple[str, str, str, list[int]]] = []
         self.end_rows: dict[str, Rows] = {}
         """The end markers this batch writes, by run: a repeated end in the batch returns the same."""
+        self.producers: dict[tuple[str, str], ProducerState | None] = {}
+        self.new_producers: set[tuple[str, str]] = set()
+        """The producers whose state this batch changed, to save."""
+        self.writer_seqs: dict[str, str | None] = {}
+        self.new_writer_seqs: set[str] = set()
 
     def state(self, run_id: str) -> RunState | None:
         return self.states.get(run_id)
@@ -93,18 +142,47 @@ class Planner:
     def stored_key(self, run_id: str, key: str) -> StoredKey | None:
         return self.keys.get((run_id, key))
 
+    def stored_producer(self, run_id: str, producer_id: str) -> ProducerState | None:
+        """The producer's state in the run; a backend loads it here (into ``producers``)."""
+        return self.producers.get((run_id, producer_id))
+
+    def stored_writer_seq(self, run_id: str) -> str | None:
+        """The run's newest writer sequence; a backend loads it here (into ``writer_seqs``)."""
+        return self.writer_seqs.get(run_id)
+
     def add_rows(self, state: RunState, run_id: str, events: Sequence[tuple[str, str]]) -> slice:
         """Queue rows for the insert and count them in the run's state."""
         rows, now = self.rows, self.now
         start = len(rows)
         for name, data_json in events:
-            rows.append((run_id, name, data_json, now))
+            rows.append((run_id, name, data_json, now, None))
             if name != END_EVENT:
                 state.event_count += 1
                 # UTF-8 bytes; isascii is O(1), so the common case encodes nothing
                 state.total_bytes += len(data_json) if data_json.isascii() else len(data_json.encode())
         state.touched = True
         return slice(start, len(rows))
+
+    def add_stream_rows(self, state: RunState, run_id: str, events: Sequence[StreamRow]) -> slice:
+        """``add_rows`` for a stream's messages, whose size is their bytes' when they have any."""
+        rows, now = self.rows, self.now
+        start = len(rows)
+        for name, data_json, body in events:
+            rows.append((run_id, name, data_json, now, body))
+            state.event_count += 1
+            state.total_bytes += len(body) if body is not None else len(data_json.encode())
+        state.touched = True
+        return slice(start, len(rows))
+
+    def add_end(self, state: RunState, run_id: str, reason: str | None) -> slice:
+        """Queue the run's end marker and end it in ``state``."""
+        state.end_id = -1  # placeholder: the marker's id is known after the insert
+        state.end_reason = reason
+        state.ended_at = self.now
+        marker = json.dumps({"reason": reason}, separators=(",", ":"))
+        span = self.add_rows(state, run_id, [(END_EVENT, marker)])
+        self.end_rows[run_id] = Rows(span)
+        return span
 
     def plan(self, request: WriteRequest) -> object:
         """Check one request against the state; returns its rows' slice, a final result, or an
@@ -122,33 +200,101 @@ class Planner:
                     return Rows(ids.span) if isinstance(ids, Rows) else ids
             if state is None:
                 state = self.states[run_id] = new_state(self.now)
+            if state.deleted_at is not None:
+                return RunDeleted(run_id)
             if state.end_id is not None:
                 return RunEnded(run_id, state.end_reason, state.end_id)
             rows = Rows(self.add_rows(state, run_id, request.events), key)
             if key is not None:
                 self.keys[(run_id, key)] = (request.fingerprint, rows)
             return rows
+        if isinstance(request, StreamAppend):
+            return self.plan_stream_append(request, state)
         if isinstance(request, CreateRun):
             if state is not None:
                 return RunExists(run_id)
-            self.states[run_id] = new_state(self.now, request.metadata_json)
+            if request.parent_id is not None:
+                parent = self.state(request.parent_id)
+                if parent is None:
+                    return RunNotFound(request.parent_id)
+                if parent.deleted_at is not None:
+                    return RunDeleted(request.parent_id)
+            state = self.states[run_id] = new_state(self.now, request.metadata_json, request.parent_id)
+            if request.events or request.end:
+                self.add_stream_rows(state, run_id, request.events)
+                if request.end:
+                    self.add_end(state, run_id, request.end_reason)
             return CREATED
         if state is None:
             if request.must_exist:
                 return RunNotFound(run_id)
             state = self.states[run_id] = new_state(self.now)
+        if state.deleted_at is not None:
+            return RunDeleted(run_id)
         if state.end_id is not None:
             if state.end_reason == request.reason:
                 return self.end_rows.get(run_id, state.end_id)
             return RunEnded(run_id, state.end_reason, state.end_id)
         if request.if_last_id is not None and state.last_id != request.if_last_id:
             return RunActive(run_id)
-        state.end_id = -1  # placeholder: the marker's id is known after the insert
-        state.end_reason = request.reason
-        state.ended_at = self.now
-        marker = json.dumps({"reason": request.reason}, separators=(",", ":"))
-        rows = self.end_rows[run_id] = Rows(self.add_rows(state, run_id, [(END_EVENT, marker)]))
-        return rows
+        return self.end_rows.setdefault(run_id, Rows(self.add_end(state, run_id, request.reason)))
+
+    def plan_stream_append(self, request: StreamAppend, state: RunState | None) -> object:
+        """The checks of a stream append in the order the protocol gives them: a deleted or
+        ended run first (an ended run takes a producer's retry of the request that ended it,
+        and a repeated end alone), then the producer's epoch and sequence, then the writer
+        sequence."""
+        run_id, producer = request.run_id, request.producer
+        if state is None:
+            return RunNotFound(run_id)
+        if state.deleted_at is not None:
+            return RunDeleted(run_id)
+        if state.end_id is not None:
+            if producer is not None:
+                stored = self.stored_producer(run_id, producer.id)
+                if stored is not None and stored.closed and (stored.epoch, stored.seq) == (producer.epoch, producer.seq):
+                    return Unchanged(producer.seq, duplicate=True)
+            if request.end and not request.events:
+                return Unchanged(None, duplicate=False)
+            return RunEnded(run_id, state.end_reason, state.end_id)
+        producer_seq = None
+        if producer is not None:
+            checked = self.check_producer(run_id, producer)
+            if checked is not None:
+                return Unchanged(checked, duplicate=True) if isinstance(checked, int) else checked
+            producer_seq = producer.seq
+        if request.writer_seq is not None:
+            last = self.stored_writer_seq(run_id)
+            if last is not None and request.writer_seq <= last:  # code points: the order of UTF-8 bytes
+                return WriterSeqConflict(run_id, request.writer_seq, last)
+            self.writer_seqs[run_id] = request.writer_seq
+            self.new_writer_seqs.add(run_id)
+        if producer is not None:
+            self.producers[(run_id, producer.id)] = ProducerState(producer.epoch, producer.seq, request.end)
+            self.new_producers.add((run_id, producer.id))
+        span = self.add_stream_rows(state, run_id, request.events)
+        if request.end:
+            span = slice(span.start, self.add_end(state, run_id, request.end_reason).stop)
+        return StreamRows(span, producer_seq=producer_seq, ends=request.end)
+
+    def check_producer(self, run_id: str, producer: Producer) -> EventLogError | int | None:
+        """None to accept the request; the producer's last seq for a retry of an accepted one
+        (a duplicate); else why it is refused."""
+        stored = self.stored_producer(run_id, producer.id)
+        if stored is None or producer.epoch > stored.epoch:
+            if producer.seq == 0:
+                return None
+            if stored is None:
+                return ProducerSeqGap(run_id, producer.id, 0, producer.seq)
+            return InvalidInput(f"producer {producer.id!r} starts epoch {producer.epoch} at seq {producer.seq}, not 0")
+        if producer.epoch < stored.epoch:
+            return ProducerFenced(run_id, producer.id, stored.epoch)
+        if producer.seq <= stored.seq:
+            return stored.seq
+        if producer.seq > stored.seq + 1:
+            return ProducerSeqGap(run_id, producer.id, stored.seq + 1, producer.seq)
+        return None
+
 
     def settle(
         self, requests: list[WriteRequest], plans: list[object], ids: Sequence[int]
@@ -159,21 +305,26 @@ class Planner:
         RunInfo, built from the final state."""
         outcomes: list[WriteResult | BaseException] = []
         created: list[int] = []
+        streams: list[int] = []
         for request, plan in zip(requests, plans):
             if isinstance(plan, Rows):
                 row_ids = list(ids[plan.span])
+                if isinstance(plan, StreamRows):
+                    streams.append(len(outcomes))  # its StreamAppended replaces it below
                 outcomes.append(row_ids[0] if isinstance(request, EndRun) else row_ids)
                 if plan.key is not None:
                     self.new_keys.append((request.run_id, plan.key, request.fingerprint, row_ids))  # type: ignore[union-attr]
             else:
                 if plan is CREATED:
                     created.append(len(outcomes))  # its RunInfo replaces it below
+                elif isinstance(plan, Unchanged):
+                    streams.append(len(outcomes))
                 outcomes.append(plan)  # type: ignore[arg-type]
 
         states = self.states
         by_run: dict[str, list[Event]] = {}
-        for event_id, (run_id, name, data_json, created_at) in zip(ids, self.rows):
-            event = Event(event_id, run_id, name, data_json, created_at)
+        for event_id, (run_id, name, data_json, created_at, body) in zip(ids, self.rows):
+            event = Event(event_id, run_id, name, data_json, created_at, body)
             run_events = by_run.get(run_id)
             if run_events is None:
                 by_run[run_id] = [event]
@@ -191,12 +342,25 @@ class Planner:
                     outcomes[index] = RunEnded(outcome.run_id, outcome.reason, ended.end_id)
         for index in created:
             run_id = requests[index].run_id
-            outcomes[index] = run_info(run_id, states[run_id])  # type: ignore[arg-type]
+            own = by_run.get(run_id)
+            outcomes[index] = run_info(run_id, states[run_id], own[0].id if own else 0)  # type: ignore[arg-type]
+        for index in streams:
+            state = states[requests[index].run_id]
+            assert state is not None
+            outcomes[index] = _stream_outcome(plans[index], outcomes[index], state)  # type: ignore[arg-type]
         return outcomes, by_run
 
     def touched(self) -> dict[str, RunState]:
         """The runs this batch changed (or created), to save."""
         return {run_id: state for run_id, state in self.states.items() if state is not None and state.touched}
+
+
+def _stream_outcome(plan: StreamRows | Unchanged, row_ids: object, state: RunState) -> StreamAppended:
+    ended = state.end_id is not None
+    if isinstance(plan, Unchanged):
+        return StreamAppended([], state.last_id, ended, plan.duplicate, plan.producer_seq)
+    assert isinstance(row_ids, list)
+    return StreamAppended(row_ids[:-1] if plan.ends else row_ids, state.last_id, ended, False, plan.producer_seq)
 
 
 def notices(states: dict[str, RunState], events: dict[str, list[Event]]) -> list[Committed]:
@@ -205,10 +369,10 @@ def notices(states: dict[str, RunState], events: dict[str, list[Event]]) -> list
     return [Committed(run_id, s.previous_last_id, tuple(events.get(run_id, ()))) for run_id, s in states.items()]
 
 
-def run_info(run_id: str, state: RunState) -> RunInfo:
+def run_info(run_id: str, state: RunState, first_id: int = 0) -> RunInfo:
     return RunInfo(
         run_id, state.created_at, json.loads(state.metadata_json), state.event_count, state.total_bytes,
-        0, state.last_id, 0, state.end_id, state.end_reason, state.ended_at,
+        first_id, state.last_id, 0, state.end_id, state.end_reason, state.ended_at, state.parent_id, state.deleted_at,
     )
 
 
@@ -228,9 +392,9 @@ def import_event(state: RunState, event: Event, event_id: int, trimmed_through: 
         state.end_id, state.end_reason, state.ended_at = event_id, marker["reason"], event.created_at
     else:
         state.event_count += 1
-        state.total_bytes += len(event.data_json.encode())
+        state.total_bytes += len(event.body) if event.body is not None else len(event.data_json.encode())
     state.last_id, state.touched = event_id, True
-    return Event(event_id, event.run_id, event.event, event.data_json, event.created_at)
+    return Event(event_id, event.run_id, event.event, event.data_json, event.created_at, event.body)
 
 
 def oldest_to_trim(

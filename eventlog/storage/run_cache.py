@@ -25,14 +25,16 @@ import sqlite3
 from eventlog.storage.planner import RunState
 
 _STATE_SQL = (
-    "SELECT created_at, metadata, event_count, total_bytes, last_id, end_id, end_reason, ended_at "
-    "FROM runs WHERE run_id = ?"
+    "SELECT created_at, metadata, event_count, total_bytes, last_id, end_id, end_reason, ended_at, "
+    "parent_id, deleted_at FROM runs WHERE run_id = ?"
 )
 
 
 def load_state(conn: sqlite3.Connection, run_id: str) -> RunState | None:
     row = conn.execute(_STATE_SQL, (run_id,)).fetchone()
-    return None if row is None else RunState(True, *row, previous_last_id=row[4])
+    if row is None:
+        return None
+    return RunState(True, *row[:8], previous_last_id=row[4], parent_id=row[8], deleted_at=row[9])
 
 
 def sequence(conn: sqlite3.Connection) -> int:

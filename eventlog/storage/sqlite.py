@@ -18,6 +18,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -71,7 +72,10 @@ after every write: the WAL's bound with 4 KiB pages (see checkpoint.py)."""
 _RUN_COLUMNS = (
     "run_id, created_at, metadata, event_count, total_bytes, "
     "coalesce((SELECT id FROM events e WHERE e.run_id = runs.run_id ORDER BY id LIMIT 1), 0), "
-    "last_id, trimmed_through, end_id, end_reason, ended_at"
+    "last_id, trimmed_through, end_id, end_reason, ended_at, parent_id, deleted_at"
+)
+_EVENTS_AFTER = (
+    "SELECT id, run_id, event, data, created_at, body FROM events WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?"
 )
 
 
@@ -91,10 +95,7 @@ def read_page(conn: sqlite3.Connection, run_id: str, after: int, limit: int) -> 
     row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     if row is None:
         return Page(None, [])
-    rows = conn.execute(
-        "SELECT id, run_id, event, data, created_at FROM events WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
-        (run_id, after, limit),
-    )
+    rows = conn.execute(_EVENTS_AFTER, (run_id, after, limit))
     return Page(_run_info(row), [Event(*r) for r in rows])
 
 
@@ -309,11 +310,26 @@ class SQLiteStorage:
         info = await self.run(run_id)
         if info is None:
             return False
+        now = time.time()
+        if await self._transact(lambda c: transactions.mark_deleted_if_forked(c, run_id, now)):
+            return True
+        deleted = await self._delete_in_parts(run_id, info.last_id)
+        parent = info.parent_id
+        while parent is not None:  # a parent kept only for its forks goes with the last of them
+            unneeded = await self._transact(lambda c: transactions.unneeded_parent(c, parent))
+            parent_info = await self.run(unneeded) if unneeded is not None else None
+            if parent_info is None:
+                break
+            await self._delete_in_parts(parent_info.run_id, parent_info.last_id)
+            parent = parent_info.parent_id
+        return deleted
+
+    async def _delete_in_parts(self, run_id: str, through: int) -> bool:
         batch = DELETE_BATCH
         while True:
             try:
                 deleted = await self._transact(
-                    lambda c: transactions.delete_run_in_part(c, run_id, info.last_id, batch)
+                    lambda c: transactions.delete_run_in_part(c, run_id, through, batch)
                 )
             except DatabaseFull:
                 if batch == 1:
@@ -474,8 +490,7 @@ class SQLiteStorage:
                     items.append(_run_info(conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()))
                     cursor[1] = -1
                 events = [Event(*r) for r in conn.execute(
-                    "SELECT id, run_id, event, data, created_at FROM events WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
-                    (run_id, max(cursor[1], 0), page_rows - len(items)),
+                    _EVENTS_AFTER, (run_id, max(cursor[1], 0), page_rows - len(items))
                 )]
                 items += events
                 if len(items) < page_rows:

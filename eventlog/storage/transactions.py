@@ -33,7 +33,16 @@ from eventlog.storage.base import (
     WriteResult,
 )
 from eventlog.storage.connection import is_busy, is_corruption
-from eventlog.storage.planner import Planner, RunState, StoredKey, import_event, new_state, notices, oldest_to_trim
+from eventlog.storage.planner import (
+    Planner,
+    ProducerState,
+    RunState,
+    StoredKey,
+    import_event,
+    new_state,
+    notices,
+    oldest_to_trim,
+)
 from eventlog.storage.run_cache import RunCache, load_state, sequence
 
 T = TypeVar("T")
@@ -117,6 +126,20 @@ class _Batch(Planner):
             self.keys[(run_id, key)] = (row[0], json.loads(row[1]))
         return self.keys[(run_id, key)]
 
+    def stored_producer(self, run_id: str, producer_id: str) -> ProducerState | None:
+        if (run_id, producer_id) not in self.producers:
+            row = self.conn.execute(
+                "SELECT epoch, seq, closed FROM producers WHERE run_id = ? AND producer_id = ?", (run_id, producer_id)
+            ).fetchone()
+            self.producers[(run_id, producer_id)] = None if row is None else ProducerState(row[0], row[1], bool(row[2]))
+        return self.producers[(run_id, producer_id)]
+
+    def stored_writer_seq(self, run_id: str) -> str | None:
+        if run_id not in self.writer_seqs:
+            row = self.conn.execute("SELECT seq FROM writer_seqs WHERE run_id = ?", (run_id,)).fetchone()
+            self.writer_seqs[run_id] = None if row is None else row[0]
+        return self.writer_seqs[run_id]
+
     def insert_rows(self) -> int:
         """Insert the collected rows; returns the id of the first one."""
         rows = self.rows
@@ -137,7 +160,7 @@ class _Batch(Planner):
         return before + 1
 
 
-_INSERT_EVENT = "INSERT INTO events (run_id, event, data, created_at) VALUES (?, ?, ?, ?)"
+_INSERT_EVENT = "INSERT INTO events (run_id, event, data, created_at, body) VALUES (?, ?, ?, ?, ?)"
 
 
 def _execute(conn: sqlite3.Connection, sql: str, rows: list[tuple[object, ...]]) -> None:
@@ -233,8 +256,31 @@ def _apply(
         "INSERT INTO idempotency_keys (run_id, key, fingerprint, ids, created_at) VALUES (?, ?, ?, ?, ?)",
         [(r, k, f, json.dumps(i), batch.now) for r, k, f, i in batch.new_keys],
     )
+    if batch.new_producers or batch.new_writer_seqs:
+        _save_writers(conn, batch)
     cache.keep(conn, batch.states, ids[-1] if ids else None)
     return outcomes, notices(touched, by_run)
+
+
+def _save_writers(conn: sqlite3.Connection, batch: Planner) -> None:
+    """Record the producers' and writer sequences' new state, in the transaction of the rows
+    they accepted."""
+    producers = []
+    for run_id, producer_id in batch.new_producers:
+        state = batch.producers[(run_id, producer_id)]
+        assert state is not None
+        producers.append((run_id, producer_id, state.epoch, state.seq, int(state.closed), batch.now))
+    _execute(
+        conn,
+        "INSERT OR REPLACE INTO producers (run_id, producer_id, epoch, seq, closed, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        producers,
+    )
+    _execute(
+        conn,
+        "INSERT OR REPLACE INTO writer_seqs (run_id, seq) VALUES (?, ?)",
+        [(run_id, batch.writer_seqs[run_id]) for run_id in batch.new_writer_seqs],
+    )
 
 
 def _save_runs(conn: sqlite3.Connection, states: dict[str, RunState], trimmed: dict[str, int] | None = None) -> None:
@@ -248,7 +294,7 @@ def _save_runs(conn: sqlite3.Connection, states: dict[str, RunState], trimmed: d
     for run_id, s in states.items():  # one pass: a batch of 100 producers touches 100 runs
         if not s.stored:
             new.append((run_id, s.created_at, s.metadata_json, s.event_count, s.total_bytes, s.last_id,
-                        (trimmed or {}).get(run_id, 0), s.end_id, s.end_reason, s.ended_at))
+                        (trimmed or {}).get(run_id, 0), s.end_id, s.end_reason, s.ended_at, s.parent_id))
         elif s.end_id is None:
             running.append((s.event_count, s.total_bytes, s.last_id, run_id))
         else:
@@ -259,7 +305,7 @@ def _save_runs(conn: sqlite3.Connection, states: dict[str, RunState], trimmed: d
     _execute(
         conn,
         "INSERT INTO runs (run_id, created_at, metadata, event_count, total_bytes, last_id, trimmed_through, "
-        "end_id, end_reason, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "end_id, end_reason, ended_at, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         new,
     )
     _execute(conn, "UPDATE runs SET event_count = ?, total_bytes = ?, last_id = ? WHERE run_id = ?", running)
@@ -313,8 +359,8 @@ def import_rows(conn: sqlite3.Connection, request: ImportRows) -> tuple[list[int
         if taken is not None:
             return InvalidInput(f"event id {taken[0]} is already stored"), []
     conn.executemany(
-        "INSERT INTO events (id, run_id, event, data, created_at) VALUES (?, ?, ?, ?, ?)",
-        [(e.id, e.run_id, e.event, e.data_json, e.created_at) for e in rows],
+        "INSERT INTO events (id, run_id, event, data, created_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+        [(e.id, e.run_id, e.event, e.data_json, e.created_at, e.body) for e in rows],
     )
     reserve = newest if request.remap else request.reserve_through
     if reserve > sequence(conn):
@@ -330,6 +376,10 @@ def import_rows(conn: sqlite3.Connection, request: ImportRows) -> tuple[list[int
 # --- retention ---------------------------------------------------------------------------------
 
 
+EVENT_BYTES = "coalesce(length(body), length(CAST(data AS BLOB)))"
+"""An event's size as ``runs.total_bytes`` counts it: its bytes, else its data's UTF-8 bytes."""
+
+
 def trim_run(conn: sqlite3.Connection, run_id: str, policy: RetentionPolicy, now: float, max_rows: int) -> int:
     """Delete up to ``max_rows`` of the run's oldest events that break the policy."""
     row = conn.execute("SELECT event_count, total_bytes, end_id FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -337,7 +387,7 @@ def trim_run(conn: sqlite3.Connection, run_id: str, policy: RetentionPolicy, now
         return 0
     count, size, end_id = row
     candidates = conn.execute(
-        "SELECT id, created_at, length(CAST(data AS BLOB)) FROM events "
+        f"SELECT id, created_at, {EVENT_BYTES} FROM events "
         "WHERE run_id = ? AND id IS NOT ? ORDER BY id LIMIT ?",
         (run_id, end_id, max_rows),
     )
@@ -386,8 +436,8 @@ def _delete_oldest(conn: sqlite3.Connection, run_id: str, through: int, max_rows
     rows deleted and whether they reached ``through``: then the caller deletes the run, so the
     counters (which do not count the end marker, the newest row) are left as they are."""
     newest, count, size = conn.execute(
-        "SELECT max(id), count(*), coalesce(sum(length(CAST(data AS BLOB))), 0) FROM "
-        "(SELECT id, data FROM events WHERE run_id = ? AND id <= ? ORDER BY id LIMIT ?)",
+        f"SELECT max(id), count(*), coalesce(sum({EVENT_BYTES}), 0) FROM "
+        "(SELECT id, data, body FROM events WHERE run_id = ? AND id <= ? ORDER BY id LIMIT ?)",
         (run_id, through, max_rows),
     ).fetchone()
     if newest is None:
@@ -414,5 +464,27 @@ def expire_idempotency_keys(conn: sqlite3.Connection, created_before: float, max
 
 def delete_run(conn: sqlite3.Connection, run_id: str) -> bool:
     conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
-    conn.execute("DELETE FROM idempotency_keys WHERE run_id = ?", (run_id,))
+    for table in ("idempotency_keys", "producers", "writer_seqs"):
+        conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
     return conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount > 0
+
+
+def mark_deleted_if_forked(conn: sqlite3.Connection, run_id: str, now: float) -> bool:
+    """Mark the run deleted if forks of it exist (they still read its events); whether it was."""
+    return conn.execute(
+        "UPDATE runs SET deleted_at = coalesce(deleted_at, ?) WHERE run_id = ? "
+        "AND EXISTS (SELECT 1 FROM runs fork WHERE fork.parent_id = ?)",
+        (now, run_id, run_id),
+    ).rowcount > 0
+
+
+def unneeded_parent(conn: sqlite3.Connection, parent_id: str | None) -> str | None:
+    """``parent_id`` if it is marked deleted and no fork of it is left: then it goes too."""
+    if parent_id is None:
+        return None
+    row = conn.execute(
+        "SELECT 1 FROM runs WHERE run_id = ? AND deleted_at IS NOT NULL "
+        "AND NOT EXISTS (SELECT 1 FROM runs fork WHERE fork.parent_id = ?)",
+        (parent_id, parent_id),
+    ).fetchone()
+    return parent_id if row else None
