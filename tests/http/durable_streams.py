@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -36,15 +37,21 @@ def create(http: httpx.Client, url: str, content_type: str, body: bytes = b"") -
     return response
 
 
-def append(http: httpx.Client, url: str, content_type: str, body: bytes, *, close: bool = False,
-           producer: Producer | None = None, seq: int = 0) -> httpx.Response:
-    """POST a batch (``close``: with ``Stream-Closed: true``; an empty body only closes)."""
+def append_headers(content_type: str, body: bytes, *, close: bool = False, producer: Producer | None = None,
+                   seq: int = 0) -> dict[str, str]:
+    """The headers of a POST of ``body`` (``close``: with ``Stream-Closed: true``; an empty body
+    only closes, and then needs no Content-Type)."""
     headers = {"Content-Type": content_type} if body else {}
     if close:
         headers["Stream-Closed"] = "true"
     if producer is not None:
         headers.update(producer.headers(seq))
-    return http.post(url, content=body, headers=headers)
+    return headers
+
+
+def append(http: httpx.Client, url: str, content_type: str, body: bytes, **options: Any) -> httpx.Response:
+    """POST a batch; ``options`` are those of ``append_headers``."""
+    return http.post(url, content=body, headers=append_headers(content_type, body, **options))
 
 
 def next_offset(response: httpx.Response) -> str:

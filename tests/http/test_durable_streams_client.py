@@ -28,7 +28,7 @@ TEXT_PARTS = ["first line\r\n", "zweite Zeile: äöü ß\n", "\t☃ snow, 🚀 r
 
 
 @pytest.fixture
-def http(shared_server: ServerProcess) -> Iterator[httpx.Client]:
+def http() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=10) as client:
         yield client
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from tests.http.durable_streams import Producer, new_stream, next_offset, stream_url
+from tests.http.durable_streams import Producer, append_headers, new_stream, next_offset, stream_url
 from tests.http.server import ServerProcess
 
 pytestmark = pytest.mark.backends
@@ -97,8 +97,8 @@ READERS = {"long-poll": read_long_poll, "sse": read_sse}
 
 
 async def produce(http: httpx.AsyncClient, url: str, producer: Producer, seq: int, *, close: bool = False) -> httpx.Response:
-    headers = {"Content-Type": TEXT, **producer.headers(seq), **({"Stream-Closed": "true"} if close else {})}
-    return await http.post(url, content=batch(seq), headers=headers)
+    body = batch(seq)
+    return await http.post(url, content=body, headers=append_headers(TEXT, body, close=close, producer=producer, seq=seq))
 
 
 async def restart(server: ServerProcess) -> None:
