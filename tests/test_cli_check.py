@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from eventlog.storage.migrations import load_migrations
 from tests.faults import build_log, corrupt_middle
+
+LATEST = load_migrations()[-1].version
+"""The schema version this eventlog migrates files to."""
 
 
 def run_check(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -45,7 +49,7 @@ def test_a_sound_file(good: Path, quick: bool) -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "integrity: ok" in out
-    assert "schema version: 3 (this eventlog: 3)" in out
+    assert f"schema version: {LATEST} (this eventlog: {LATEST})" in out
     assert "runs: 10" in out and "events: 3000" in out
     assert f"file size: {good.stat().st_size} bytes" in out and "wal size: 0 bytes" in out
     assert out.strip().endswith(f"{good}: ok")
@@ -110,7 +114,7 @@ def test_a_newer_schema(good: Path) -> None:
     conn.close()
     result = run_check(good)
     assert result.returncode != 0
-    assert reason(result) == f"eventlog check: {good}: newer schema: version 99, this eventlog knows up to 3"
+    assert reason(result) == f"eventlog check: {good}: newer schema: version 99, this eventlog knows up to {LATEST}"
 
 
 def test_a_missing_file(tmp_path: Path) -> None:

@@ -20,6 +20,9 @@ from eventlog.storage.migrations import load_migrations, migrate
 from tests.disk import small_disk
 from tests.faults import build_log, corrupt_middle
 
+LATEST = load_migrations()[-1].version
+"""The schema version this eventlog migrates files to."""
+
 
 def eventlog(*args: str | Path) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "eventlog", *map(str, args)], capture_output=True, timeout=120)
@@ -70,7 +73,7 @@ def export(db: Path, *runs: str) -> bytes:
 def test_export_import_export_is_byte_identical(sample: Path, tmp_path: Path) -> None:
     first = export(sample)
     lines = first.decode().splitlines()
-    assert lines[0].startswith('{"format":"eventlog-export","version":1,"schema_version":3,')
+    assert lines[0].startswith(f'{{"format":"eventlog-export","version":1,"schema_version":{LATEST},')
     assert '"trimmed_through":16' in first.decode() and '"event":"end","data":{"reason":"cancelled"}' in first.decode()
     dump = tmp_path / "dump.jsonl"
     dump.write_bytes(first)
@@ -162,9 +165,9 @@ def test_migrate_prints_the_versions(tmp_path: Path) -> None:
     conn.close()
     result = eventlog("migrate", "--db", path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.decode().strip() == "schema version 1 -> 3"
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
-    assert eventlog("migrate", "--db", path).stdout.decode().strip() == "schema version 3: already up to date"
+    assert result.stdout.decode().strip() == f"schema version 1 -> {LATEST}"
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == LATEST
+    assert eventlog("migrate", "--db", path).stdout.decode().strip() == f"schema version {LATEST}: already up to date"
 
 
 def test_checkpoint_truncates_the_wal(sample: Path) -> None:

@@ -17,9 +17,9 @@ from starlette.types import Receive, Scope, Send
 
 from eventlog import EventLog
 from eventlog.http import langgraph, metrics, openapi, routes, ui
-from eventlog.http.durable import routes as durable_streams
 from eventlog.http.auth import Authenticator, install_log_redaction, load_key
 from eventlog.http.broadcast import Broadcasts
+from eventlog.http.durable import routes as durable_streams
 from eventlog.http.errors import EXCEPTION_HANDLERS
 from eventlog.http.security import SecurityHeaders
 from eventlog.http.settings import Settings

@@ -86,6 +86,8 @@ class Run(BaseModel):
     end_id: int | None
     end_reason: str | None
     ended_at: float | None
+    parent_id: str | None = Field(None, description="the run this one is a fork of (a Durable Streams fork)")
+    deleted_at: float | None = Field(None, description="set when the run was deleted while its forks still read it")
 
     @classmethod
     def of(cls, info: RunInfo) -> Run:

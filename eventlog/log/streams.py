@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from eventlog.errors import InvalidInput, RunDeleted, RunExists, RunNotFound
 from eventlog.log.eventlog import EventLog
+from eventlog.log.subscription import Item
 from eventlog.log.validation import encode_message
-from eventlog.models import END_EVENT, HEARTBEAT, Event, RunInfo
+from eventlog.models import END_EVENT, HEARTBEAT, End, Event, RunInfo
 from eventlog.storage.base import Producer, StreamAppended, StreamRow
 
 STREAM_KEY = "stream"
@@ -51,11 +52,12 @@ class OffsetGone(Exception):
 @dataclass(frozen=True, slots=True)
 class Fork:
     parent: str
-    point: int
-    """The parent's messages with ids up to this one are the fork's."""
     offset: int | None = None
     """The fork offset asked for (None: the parent's tail at the time)."""
     sub_offset: int = 0
+    point: int = 0
+    """The parent's messages with ids up to this one are the fork's: worked out from the
+    others when the fork is created (``Streams.fork_config``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +112,7 @@ def parse_time(text: str) -> float:
     except ValueError:
         raise InvalidInput(f"{text!r} is not an RFC 3339 time") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 
@@ -273,7 +275,7 @@ class Streams:
             ttl, expires_at = parent.config.ttl, parent.config.expires_at
         return StreamConfig(
             config.content_type or parent.config.content_type, ttl, expires_at,
-            Fork(fork.parent, point, fork.offset, fork.sub_offset),
+            Fork(fork.parent, fork.offset, fork.sub_offset, point),
         ), prefix
 
     async def _sub_offset(self, parent: StreamInfo, offset: int, count: int) -> tuple[int, list[StreamRow]]:
@@ -314,15 +316,18 @@ class Streams:
     ) -> Slice:
         """The messages after position ``after``, across the fork chain, at most
         ``max_messages`` and (but for the first) ``max_bytes`` of them. OffsetGone when
-        retention removed messages right after ``after``."""
+        retention removed messages right after ``after`` (from the start, 0, a read begins at
+        the first message retention kept)."""
         messages: list[Event] = []
         size = 0
         for run, cap in await self._chain(info):
             if cap is not None and after >= cap:
                 continue
-            if after < run.trimmed_through:
-                raise OffsetGone(f"the messages after this offset of {info.run_id!r} were removed by retention")
             cursor = after
+            if after < run.trimmed_through:
+                if after != 0:
+                    raise OffsetGone(f"the messages after this offset of {info.run_id!r} were removed by retention")
+                cursor = run.trimmed_through  # from the start: from the first message retention kept
             while True:
                 page = await self._log.read(run.run_id, cursor, PAGE)
                 for event in page:
@@ -360,14 +365,47 @@ class Streams:
         chain.reverse()
         return chain
 
-    async def wait(self, info: StreamInfo, after: int, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for a message after position ``after`` of the
-        stream's own run, or its closure (a fork is not woken by its parent's appends); whether
-        one came. RunNotFound if the stream is deleted meanwhile."""
-        batches = self._log.stream(info.run_id, after=after, heartbeat=timeout, wait_for_run=False)
+    async def follow(
+        self, info: StreamInfo, after: int, *, heartbeat: float, max_bytes: int
+    ) -> AsyncIterator[Slice | None]:
+        """The stream from position ``after`` on, live: the slices there are (the first may
+        be empty: nothing after ``after`` yet), then each commit of the stream's own run as it
+        comes (a fork is not woken by its parent's appends), None after ``heartbeat`` idle
+        seconds, until a closed slice. RunNotFound when the stream is deleted meanwhile."""
+        while True:
+            part = await self.read(info, after, max_bytes=max_bytes)
+            yield part
+            if part.closed:
+                return
+            after = part.next
+            if part.up_to_date:
+                break
+        batches = self._log.stream(info.run_id, after=after, heartbeat=heartbeat, wait_for_run=False)
         async with contextlib.aclosing(batches):  # type: ignore[type-var]
             async for batch in batches:
-                if batch[0] is not HEARTBEAT:
-                    return True
-                return False
-        return True  # the subscription ended: the stream is closed
+                if batch[0] is HEARTBEAT:
+                    yield None
+                    continue
+                for part in _slices(batch, after, max_bytes):
+                    yield part
+                    after = part.next
+
+
+def _slices(batch: list[Item], after: int, max_bytes: int) -> Iterator[Slice]:
+    """A subscription's batch as slices of at most ``max_bytes`` of messages each (one message
+    more, if a single message is larger); the last one closed when the batch ends the run."""
+    messages: list[Event] = []
+    size = 0
+    for item in batch:
+        if isinstance(item, End):
+            yield Slice(messages, item.id - 1, True, True)
+            return
+        if not isinstance(item, Event):
+            continue
+        size += message_size(item)
+        if messages and size > max_bytes:
+            yield Slice(messages, messages[-1].id, False, False)
+            messages, size = [], message_size(item)
+        messages.append(item)
+    if messages:
+        yield Slice(messages, messages[-1].id, True, False)

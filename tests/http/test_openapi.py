@@ -84,7 +84,9 @@ def test_schemathesis_with_an_api_key_set(keyed_server: ServerProcess, tmp_path:
             expected = 200 if op.get("security") == [] else 401
             assert response.status_code == expected, (method, path, response.text)
             if expected == 401:
-                assert "401" in op["responses"] and response.json()["error"]["code"] == "unauthorized"
+                assert "401" in op["responses"]
+                if method != "head":  # a HEAD answer has the headers of the GET's, without a body
+                    assert response.json()["error"]["code"] == "unauthorized"
                 assert response.headers["www-authenticate"].startswith("Bearer")
     schemathesis("key set and sent", f"{keyed_server.url}/openapi.json", tmp_path, "-H", f"Authorization: Bearer {KEY}", seed=2)
     # And schemathesis without the key, from the same document: every answer conforms (the 401s).

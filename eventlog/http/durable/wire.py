@@ -21,7 +21,7 @@ from eventlog.models import Event
 
 START = "-1"
 NOW = "now"
-_OFFSET = re.compile(r"0*_(\d{1,16})")
+_OFFSET = re.compile(r"0{1,16}_(\d{1,16})")
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 MAX_SAFE_INTEGER = 2**53 - 1
 """The largest integer JavaScript clients hold exactly: the cap of producer epochs and seqs."""
@@ -84,7 +84,9 @@ def _field_lines(field: str, payload: str) -> str:
 
 
 def sse_data(config: StreamConfig, messages: Sequence[Event]) -> bytes:
-    """One ``data`` event holding the messages (base64 for a byte stream)."""
+    """One ``data`` event holding the messages (base64 for a byte stream). SSE has no way to
+    tell CR, LF and CRLF apart, so a text stream's line ends arrive as LF: readers that need
+    its exact bytes read without ``live=sse``."""
     raw = body_of(config, messages)
     payload = raw.decode(errors="replace") if is_text(config) else base64.b64encode(raw).decode()
     return f"event: data\n{_field_lines('data', payload)}\n".encode()
