@@ -24,7 +24,10 @@ run: $(VENV)/.installed
 	mkdir -p $(dir $(DB))
 	$(BIN)/eventlog serve --db $(DB) --host $(HOST) --port $(PORT)
 
+# Where npm is, the Durable Streams tests' Node packages are installed first (a quick check when
+# they are); without it those tests are deselected with a hint.
 test: $(VENV)/.installed-dev
+	if command -v npm >/dev/null 2>&1; then tests/durable_streams/install.sh >/dev/null; fi
 	$(BIN)/python -m pytest -q
 
 # The fault suite's long form (`make test` runs its bounded form, scale 1).

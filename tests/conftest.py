@@ -17,6 +17,10 @@ Kept generic on purpose so that transport tests (HTTP, compat) can reuse them:
   script to run in a child process with ``sys.executable``.
 - ``collect``: ``await collect(aiter, n, timeout=5.0)`` takes ``n`` items (or up to the end) from
   an async iterator within ``timeout`` seconds; a stall fails the test instead of hanging it.
+- ``node_install``: the directory of the Durable Streams tests' Node packages (tests/node_harness.py);
+  tests that use it are marked ``node``.
+- ``summary_line``: ``summary_line("...")`` prints a line at the end of the run (what a test
+  wants seen without ``-s``, e.g. what an external suite skipped).
 """
 
 from __future__ import annotations
@@ -32,10 +36,14 @@ from typing import Any
 import pytest
 
 from eventlog import EventLog
-from tests.postgres_server import HINT, PostgresCluster, find_bin
+from tests.node_harness import HINT as NODE_HINT
+from tests.node_harness import find_install
+from tests.postgres_server import HINT as POSTGRES_HINT
+from tests.postgres_server import PostgresCluster, find_bin
 
 HELPERS = Path(__file__).resolve().parent / "helpers"
 POSTGRES_BIN = find_bin()
+NODE_INSTALL = find_install()
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
@@ -47,31 +55,52 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", BACKENDS, indirect=True, scope="module")
 
 
+# marker: (is what its tests need here?, the hint when it is not, the variable that makes that an error)
+REQUIREMENTS = {
+    "postgres": (POSTGRES_BIN is not None, POSTGRES_HINT, "EVENTLOG_REQUIRE_POSTGRES"),
+    "node": (NODE_INSTALL is not None, NODE_HINT, "EVENTLOG_REQUIRE_NODE"),
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without PostgreSQL binaries, deselect (never pass) the PostgreSQL tests, and say how to
-    get them; where EVENTLOG_REQUIRE_POSTGRES is set (.ci/run sets it), that is an error."""
-    if POSTGRES_BIN is not None:
-        return
-    if os.environ.get("EVENTLOG_REQUIRE_POSTGRES"):
-        raise pytest.UsageError(HINT.replace("PostgreSQL tests deselected", "EVENTLOG_REQUIRE_POSTGRES is set"))
-    deselected = [item for item in items if item.get_closest_marker("postgres") is not None]
-    if deselected:
-        config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if item.get_closest_marker("postgres") is None]
-        config.stash[_DESELECTED] = len(deselected)
+    """Without PostgreSQL binaries (or node and the Durable Streams packages), deselect (never
+    pass) the tests marked ``postgres`` (``node``), and say how to get them; where
+    EVENTLOG_REQUIRE_POSTGRES (EVENTLOG_REQUIRE_NODE) is set (.ci/run sets both), that is an error."""
+    config.stash[_SUMMARY] = []
+    for marker, (present, hint, required_by) in REQUIREMENTS.items():
+        if present:
+            continue
+        if os.environ.get(required_by):
+            raise pytest.UsageError(f"{required_by} is set:{hint.split(':', 1)[1]}")
+        deselected = [item for item in items if item.get_closest_marker(marker) is not None]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if item.get_closest_marker(marker) is None]
+            config.stash[_SUMMARY].append(f"{hint} ({len(deselected)} tests)")
 
 
-_DESELECTED = pytest.StashKey[int]()
+_SUMMARY = pytest.StashKey[list[str]]()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    if config.stash.get(_DESELECTED, 0):
-        terminalreporter.write_line(f"{HINT} ({config.stash[_DESELECTED]} tests)")
+    for line in config.stash.get(_SUMMARY, []):
+        terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def summary_line(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    return request.config.stash.setdefault(_SUMMARY, []).append
+
+
+@pytest.fixture(scope="session")
+def node_install() -> Path:
+    assert NODE_INSTALL is not None, NODE_HINT  # the node marker deselects its users otherwise
+    return NODE_INSTALL
 
 
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[PostgresCluster]:
-    assert POSTGRES_BIN is not None, HINT  # the postgres marker deselects its users otherwise
+    assert POSTGRES_BIN is not None, POSTGRES_HINT  # the postgres marker deselects its users otherwise
     cluster = PostgresCluster(POSTGRES_BIN).start()
     try:
         yield cluster
