@@ -85,6 +85,8 @@ class RunInfo:
     deleted_at: float | None = None
     """Set when the run was deleted while forks of it still read its events: it is kept for
     them, and refuses every other use."""
+    expires_at: float | None = None
+    """When the retention janitor deletes the run (unix seconds; None: never)."""
 
     @property
     def ended(self) -> bool:

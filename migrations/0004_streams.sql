@@ -11,6 +11,11 @@ ALTER TABLE runs ADD COLUMN parent_id TEXT;
 ALTER TABLE runs ADD COLUMN deleted_at REAL;
 CREATE INDEX runs_by_parent ON runs (parent_id) WHERE parent_id IS NOT NULL;
 
+-- When the run expires (unix seconds): the retention janitor deletes it then. A stream's TTL
+-- moves it on as the stream is read and written, so every process sees the same window.
+ALTER TABLE runs ADD COLUMN expires_at REAL;
+CREATE INDEX runs_by_expiry ON runs (expires_at) WHERE expires_at IS NOT NULL;
+
 -- Idempotent producers: the newest (epoch, seq) accepted from each producer of a run, written in
 -- the transaction of the events it accepted, so a retry after a crash is recognised.
 CREATE TABLE producers (

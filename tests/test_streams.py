@@ -56,7 +56,7 @@ async def test_a_ttl_expires_an_idle_stream_and_reads_and_writes_keep_it(log: Ev
     info, created = await streams.create("ttl-1", StreamConfig("text/plain", ttl=10), chunks(b"a"), closed=False)
     assert created
     clock.now += 9
-    streams.touch("ttl-1")  # a read
+    await streams.touch(info)  # a read
     clock.now += 9
     assert await streams.info("ttl-1") is not None  # 18 s after creation, 9 after the read
     await streams.append(info, chunks(b"b"), producer=None, writer_seq=None, close=False)
@@ -67,14 +67,24 @@ async def test_a_ttl_expires_an_idle_stream_and_reads_and_writes_keep_it(log: Ev
     assert await log.run("ttl-1") is None  # deleted, not only hidden
 
 
-async def test_a_restarted_process_gives_every_stream_a_whole_window(log: EventLog) -> None:
+async def test_every_process_sees_the_window_a_read_moved_on(log: EventLog) -> None:
+    """The expiry a read moves on is stored: another process (or this one after a restart)
+    sees it, and the janitor deletes the stream at it without anyone looking it up."""
     clock = Clock()
-    await Streams(log, clock).create("ttl-2", StreamConfig("text/plain", ttl=10), [], closed=False)
-    clock.now += 60  # the server was down for longer than the TTL
-    restarted = Streams(log, clock)
-    assert await restarted.info("ttl-2") is not None
-    clock.now += 10
-    assert await restarted.info("ttl-2") is None
+    first = Streams(log, clock)
+    info, _ = await first.create("ttl-2", StreamConfig("text/plain", ttl=10), [], closed=False)
+    clock.now += 8
+    await first.touch(info)  # stored: 18 s after the creation
+    clock.now += 0.5
+    await first.touch(info)  # moved on by less than EXTEND_SLACK: known here, not stored
+    created = info.run.created_at
+    assert (await log.run("ttl-2")).expires_at == pytest.approx(created + 18, abs=0.1)  # type: ignore[union-attr]
+    other = Streams(log, clock)  # another worker, or the restarted server
+    clock.now += 8.6  # 17.1 s after the creation, 9.1 after the first read
+    assert await other.info("ttl-2") is not None
+    assert not (await log.apply_retention(now=created + 17.9)).expired_runs
+    report = await log.apply_retention(now=created + 18.1)
+    assert report.expired_runs == ["ttl-2"] and await log.run("ttl-2") is None
 
 
 async def test_expires_at_is_a_hard_deadline(log: EventLog) -> None:
@@ -83,8 +93,9 @@ async def test_expires_at_is_a_hard_deadline(log: EventLog) -> None:
     deadline = datetime.fromtimestamp(clock.now + 10, UTC).isoformat()
     await streams.create("exp-1", StreamConfig("text/plain", expires_at=deadline), [], closed=False)
     clock.now += 9
-    streams.touch("exp-1")
-    assert await streams.info("exp-1") is not None
+    info = await streams.info("exp-1")
+    assert info is not None
+    await streams.touch(info)  # a hard deadline: reads do not move it
     clock.now += 1.01  # just past it (the RFC 3339 text holds microseconds)
     assert await streams.info("exp-1") is None
     with pytest.raises(InvalidInput):

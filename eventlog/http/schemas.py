@@ -88,6 +88,7 @@ class Run(BaseModel):
     ended_at: float | None
     parent_id: str | None = Field(None, description="the run this one is a fork of (a Durable Streams fork)")
     deleted_at: float | None = Field(None, description="set when the run was deleted while its forks still read it")
+    expires_at: float | None = Field(None, description="when the janitor deletes the run (a Durable Streams TTL or expiry)")
 
     @classmethod
     def of(cls, info: RunInfo) -> Run:

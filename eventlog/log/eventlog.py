@@ -167,13 +167,16 @@ class EventLog:
         end: bool = False,
         end_reason: str | None = None,
         parent_id: str | None = None,
+        expires_at: float | None = None,
     ) -> RunInfo:
         """Create a run explicitly, recording ``metadata`` (a ``thread_id``, say). Raises
         RunExists when the run is already there.
 
         The run can start with ``messages`` (see ``validation.encode_message``) and be ended
         at once, all in one transaction; with ``parent_id`` it is a fork of that run (which
-        must exist, else RunNotFound for it, and not be deleted, else RunDeleted)."""
+        must exist, else RunNotFound for it, and not be deleted, else RunDeleted). With
+        ``expires_at`` (unix seconds) the retention janitor deletes it then, unless
+        ``extend_expiry`` moves that later."""
         self._check_open()
         validation.check_run_id(run_id)
         if parent_id is not None:
@@ -181,11 +184,18 @@ class EventLog:
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidInput("run metadata must be a JSON object")
         request = CreateRun(
-            run_id, validation.encode_json(metadata or {}, "run metadata"), messages, end, end_reason, parent_id
+            run_id, validation.encode_json(metadata or {}, "run metadata"), messages, end, end_reason, parent_id,
+            expires_at,
         )
         info = await self._storage.write(request)
         assert isinstance(info, RunInfo)
         return info
+
+    async def extend_expiry(self, run_id: str, expires_at: float) -> None:
+        """Move the expiry of a run that has one later (a stream's TTL, read or written)."""
+        self._check_open()
+        validation.check_run_id(run_id)
+        await self._storage.extend_expiry(run_id, expires_at)
 
     async def append_messages(
         self,

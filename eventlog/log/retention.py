@@ -20,6 +20,11 @@ from eventlog.errors import DatabaseCorrupt, RunActive, RunEnded, RunNotFound
 from eventlog.storage.base import EndRun, RetentionPolicy, Storage
 from eventlog.supervision import Supervisor
 
+EXPIRY_INTERVAL = 10.0
+"""The most seconds between the passes that delete runs past their ``expires_at``: a stream is
+already refused when next looked up after its expiry; the pass gives its space back."""
+EXPIRY_BATCH = 100
+
 KEY_EXPIRY_INTERVAL = 60.0
 """The most seconds between the background passes that expire idempotency keys (and at most 1%
 of their TTL). The TTL is hours, and the look costs a read even when nothing is due: an idle edge
@@ -34,6 +39,8 @@ class RetentionReport:
     abandoned_runs: list[str] = field(default_factory=list)
     trimmed_events: int = 0
     expired_runs: list[str] = field(default_factory=list)
+    """Runs deleted after ``ended_ttl``, or at their ``expires_at`` (a run that forks still read
+    is then only marked deleted)."""
     expired_events: int = 0
     expired_idempotency_keys: int = 0
 
@@ -60,28 +67,25 @@ class Janitor:
         self.trimmed_total = 0
         self.expired_runs_total = 0
 
-    @property
-    def has_work(self) -> bool:
-        policy = self.policy
-        return policy.trims_runs or any(
-            ttl is not None for ttl in (policy.ended_ttl, policy.abandon_after, policy.idempotency_ttl)
-        )
-
     def start(self) -> None:
-        if self.has_work and self._task is None and not self._closed:
+        """Always: any run may carry an ``expires_at``, whatever the policy."""
+        if self._task is None and not self._closed:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="eventlog-janitor")
 
     async def _loop(self) -> None:
         ttl = self.policy.idempotency_ttl
         every = min(KEY_EXPIRY_INTERVAL, ttl / 100) if ttl is not None else 0.0
-        keys_expired_at = -every
+        keys_expired_at = runs_expired_at = -max(every, EXPIRY_INTERVAL)
         while True:
             started = time.monotonic()
             expire_keys = started - keys_expired_at >= every
+            expire_runs = started - runs_expired_at >= min(EXPIRY_INTERVAL, self._interval)
             try:
-                await self.run_once(expire_keys=expire_keys)
+                await self.run_once(expire_keys=expire_keys, expire_runs=expire_runs)
                 if expire_keys:
                     keys_expired_at = started
+                if expire_runs:
+                    runs_expired_at = started
             except asyncio.CancelledError:
                 raise
             except DatabaseCorrupt:
@@ -92,9 +96,12 @@ class Janitor:
                 self._supervisor.recovered("janitor")
             await asyncio.sleep(self._interval)
 
-    async def run_once(self, now: float | None = None, *, expire_keys: bool = True) -> RetentionReport:
+    async def run_once(
+        self, now: float | None = None, *, expire_keys: bool = True, expire_runs: bool = True
+    ) -> RetentionReport:
         """One full pass: idle runs ended, every run trimmed to the policy, every expired run
-        removed and, with ``expire_keys``, every idempotency key older than its TTL forgotten."""
+        removed (with ``expire_runs``, those past their ``expires_at`` too) and, with
+        ``expire_keys``, every idempotency key older than its TTL forgotten."""
         now = time.time() if now is None else now
         report = RetentionReport()
         if self.policy.abandon_after is not None:
@@ -121,6 +128,15 @@ class Janitor:
                     self._on_deleted(run_id)
                 report.expired_events += rows
                 if not runs and rows == 0:
+                    break
+        if expire_runs:
+            while due := await self._storage.expired_runs(now, EXPIRY_BATCH):
+                for run_id in due:
+                    await self._storage.delete(run_id)
+                    self._on_deleted(run_id)
+                    report.expired_runs.append(run_id)
+                    self.expired_runs_total += 1
+                if len(due) < EXPIRY_BATCH:
                     break
         if expire_keys and self.policy.idempotency_ttl is not None:
             created_before = now - self.policy.idempotency_ttl

@@ -11,9 +11,11 @@ A fork reads its parent's messages up to its fork point, then its own (ids hande
 are greater, see ``eventlog.storage.base``); its parent is kept, marked deleted, while forks
 read it (``EventLog.delete``).
 
-TTL and expiry are applied here, when a stream is looked up: an expired stream is deleted
-then. A TTL's window restarts at every read or write this process serves; a process that has
-just started gives every stream a whole window, so a restart never expires a stream early.
+TTL and expiry are the run's ``expires_at``, which the retention janitor deletes it at, and
+are checked here too when a stream is looked up (an expired stream is deleted then). A TTL's
+window restarts at every read or write: this process knows the new expiry at once and stores
+it whenever it moves on by ``EXTEND_SLACK`` seconds or more, so every process (and a restart)
+sees the window within that much.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ CLOSED = "closed"
 """The end reason of a closed stream."""
 PAGE = 1000
 """Events read from storage at a time."""
+EXTEND_SLACK = 1.0
+"""Seconds a TTL's expiry moves on before it is stored again: at most one write per second per
+stream that is read or written, however busy."""
 
 
 class StreamConflict(Exception):
@@ -169,8 +174,10 @@ class Streams:
     def __init__(self, log: EventLog, clock: Callable[[], float] = time.time) -> None:
         self._log = log
         self._clock = clock
-        self._started = clock()
-        self._touched: dict[str, float] = {}
+        self._expiries: dict[str, float] = {}
+        """TTL streams' expiries as this process moved them on (the stored one may be up to
+        ``EXTEND_SLACK`` behind)."""
+        self._stored: dict[str, float] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -189,18 +196,23 @@ class Streams:
         return None if run is None else replace(info, run=run)
 
     def _expired(self, info: StreamInfo) -> bool:
-        now = self._clock()
         expiry = info.config.expiry()
-        if expiry is not None and now >= expiry:
-            return True
-        if info.config.ttl is None:
-            return False
-        last = self._touched.get(info.run_id, max(info.run.created_at, self._started))
-        return now >= last + info.config.ttl
+        if expiry is None and info.config.ttl is not None:
+            stored = info.run.expires_at if info.run.expires_at is not None else info.run.created_at + info.config.ttl
+            expiry = max(stored, self._expiries.get(info.run_id, stored))
+        return expiry is not None and self._clock() >= expiry
 
-    def touch(self, run_id: str) -> None:
+    async def touch(self, info: StreamInfo) -> None:
         """A read or write: the stream's TTL window starts again."""
-        self._touched[run_id] = self._clock()
+        ttl = info.config.ttl
+        if ttl is None or info.config.expires_at is not None:
+            return
+        expiry = self._clock() + ttl
+        self._expiries[info.run_id] = expiry
+        stored = max(info.run.expires_at or 0.0, self._stored.get(info.run_id, 0.0))
+        if expiry - stored >= EXTEND_SLACK:
+            await self._log.extend_expiry(info.run_id, expiry)
+            self._stored[info.run_id] = expiry
 
     async def create(
         self, run_id: str, config: StreamConfig, messages: Sequence[StreamRow], *, closed: bool
@@ -219,17 +231,20 @@ class Streams:
         prefix: list[StreamRow] = []
         if config.fork is not None:
             config, prefix = await self.fork_config(config)
+        expires_at = config.expiry()
+        if expires_at is None and config.ttl is not None:
+            expires_at = self._clock() + config.ttl
         try:
             run = await self._log.create_run(
                 run_id, config.to_metadata(), messages=[*prefix, *messages], end=closed,
                 end_reason=CLOSED if closed else None, parent_id=config.fork.parent if config.fork else None,
+                expires_at=expires_at,
             )
         except RunExists:  # created meanwhile by another request: the same rules apply
             existing = await self.info(run_id)
             if existing is None:
                 raise StreamConflict(f"stream {run_id!r} was created and deleted meanwhile") from None
             return self._same(existing, config, closed), False
-        self.touch(run_id)
         return StreamInfo(run, config), True
 
     @staticmethod
@@ -302,11 +317,12 @@ class Streams:
             info.run_id, messages, producer=producer, writer_seq=writer_seq, end=close,
             end_reason=CLOSED if close else None,
         )
-        self.touch(info.run_id)
+        await self.touch(info)
         return outcome
 
     async def delete(self, run_id: str) -> bool:
-        self._touched.pop(run_id, None)
+        self._expiries.pop(run_id, None)
+        self._stored.pop(run_id, None)
         return await self._log.delete(run_id)
 
     # --- reading ---------------------------------------------------------------------------

@@ -55,6 +55,7 @@ class CreateRun:
     end: bool = False
     end_reason: str | None = None
     parent_id: str | None = None
+    expires_at: float | None = None
 
 
 StreamRow = tuple[str, str, "bytes | None"]
@@ -227,6 +228,13 @@ class Storage(Protocol):
     ) -> list[RunInfo]:
         """Runs, newest first. ``run_globs`` (None: no filter) keeps the runs whose id matches
         one of them as ``fnmatch.fnmatchcase`` matches, applied before ``limit``/``offset``."""
+
+    async def extend_expiry(self, run_id: str, expires_at: float) -> None:
+        """Move the run's expiry later, to ``expires_at`` (never earlier: of two processes
+        extending it at once, the later time stays)."""
+
+    async def expired_runs(self, now: float, limit: int) -> list[str]:
+        """Runs whose expiry has come, not yet marked deleted, the earliest first."""
 
     async def delete(self, run_id: str) -> bool:
         """Delete the run and its events, or, while forks of it exist, only mark it deleted

@@ -62,10 +62,15 @@ class RunState:
     touched: bool = False
     parent_id: str | None = None
     deleted_at: float | None = None
+    expires_at: float | None = None
+    """Saved with a new run only (``Storage.extend_expiry`` moves it later)."""
 
 
-def new_state(now: float, metadata_json: str = "{}", parent_id: str | None = None) -> RunState:
-    return RunState(False, now, metadata_json, 0, 0, 0, None, None, None, 0, touched=True, parent_id=parent_id)
+def new_state(
+    now: float, metadata_json: str = "{}", parent_id: str | None = None, expires_at: float | None = None
+) -> RunState:
+    return RunState(False, now, metadata_json, 0, 0, 0, None, None, None, 0, touched=True, parent_id=parent_id,
+                    expires_at=expires_at)
 
 
 @dataclass(slots=True)
@@ -219,7 +224,7 @@ class Planner:
                     return RunNotFound(request.parent_id)
                 if parent.deleted_at is not None:
                     return RunDeleted(request.parent_id)
-            state = self.states[run_id] = new_state(self.now, request.metadata_json, request.parent_id)
+            state = self.states[run_id] = new_state(self.now, request.metadata_json, request.parent_id, request.expires_at)
             if request.events or request.end:
                 self.add_stream_rows(state, run_id, request.events)
                 if request.end:
@@ -373,6 +378,7 @@ def run_info(run_id: str, state: RunState, first_id: int = 0) -> RunInfo:
     return RunInfo(
         run_id, state.created_at, json.loads(state.metadata_json), state.event_count, state.total_bytes,
         first_id, state.last_id, 0, state.end_id, state.end_reason, state.ended_at, state.parent_id, state.deleted_at,
+        state.expires_at,
     )
 
 

@@ -72,7 +72,7 @@ after every write: the WAL's bound with 4 KiB pages (see checkpoint.py)."""
 _RUN_COLUMNS = (
     "run_id, created_at, metadata, event_count, total_bytes, "
     "coalesce((SELECT id FROM events e WHERE e.run_id = runs.run_id ORDER BY id LIMIT 1), 0), "
-    "last_id, trimmed_through, end_id, end_reason, ended_at, parent_id, deleted_at"
+    "last_id, trimmed_through, end_id, end_reason, ended_at, parent_id, deleted_at, expires_at"
 )
 _EVENTS_AFTER = (
     "SELECT id, run_id, event, data, created_at, body FROM events WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?"
@@ -343,6 +343,18 @@ class SQLiteStorage:
 
     async def expire_ended(self, ended_before: float, max_rows: int) -> tuple[list[str], int]:
         return await self._transact(lambda c: transactions.expire_ended(c, ended_before, max_rows))
+
+    async def extend_expiry(self, run_id: str, expires_at: float) -> None:
+        await self._transact(lambda c: c.execute(
+            "UPDATE runs SET expires_at = ? WHERE run_id = ? AND expires_at < ?", (expires_at, run_id, expires_at)
+        ))
+
+    async def expired_runs(self, now: float, limit: int) -> list[str]:
+        rows = await self._read(lambda conn: conn.execute(
+            "SELECT run_id FROM runs WHERE expires_at <= ? AND deleted_at IS NULL ORDER BY expires_at LIMIT ?",
+            (now, limit),
+        ).fetchall())
+        return [row[0] for row in rows]
 
     async def expire_idempotency_keys(self, created_before: float, max_rows: int) -> int:
         """A cheap indexed look on a reader first: a log with nothing to expire takes no write

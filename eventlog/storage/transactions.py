@@ -294,7 +294,8 @@ def _save_runs(conn: sqlite3.Connection, states: dict[str, RunState], trimmed: d
     for run_id, s in states.items():  # one pass: a batch of 100 producers touches 100 runs
         if not s.stored:
             new.append((run_id, s.created_at, s.metadata_json, s.event_count, s.total_bytes, s.last_id,
-                        (trimmed or {}).get(run_id, 0), s.end_id, s.end_reason, s.ended_at, s.parent_id))
+                        (trimmed or {}).get(run_id, 0), s.end_id, s.end_reason, s.ended_at, s.parent_id,
+                        s.expires_at))
         elif s.end_id is None:
             running.append((s.event_count, s.total_bytes, s.last_id, run_id))
         else:
@@ -305,7 +306,7 @@ def _save_runs(conn: sqlite3.Connection, states: dict[str, RunState], trimmed: d
     _execute(
         conn,
         "INSERT INTO runs (run_id, created_at, metadata, event_count, total_bytes, last_id, trimmed_through, "
-        "end_id, end_reason, ended_at, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "end_id, end_reason, ended_at, parent_id, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         new,
     )
     _execute(conn, "UPDATE runs SET event_count = ?, total_bytes = ?, last_id = ? WHERE run_id = ?", running)

@@ -8,6 +8,8 @@ ALTER TABLE events ADD COLUMN body bytea;
 ALTER TABLE runs ADD COLUMN parent_id text;
 ALTER TABLE runs ADD COLUMN deleted_at double precision;
 CREATE INDEX runs_by_parent ON runs (parent_id) WHERE parent_id IS NOT NULL;
+ALTER TABLE runs ADD COLUMN expires_at double precision;
+CREATE INDEX runs_by_expiry ON runs (expires_at) WHERE expires_at IS NOT NULL;
 
 -- Idempotent producers: the newest (epoch, seq) accepted from each producer of a run.
 CREATE TABLE producers (

@@ -213,7 +213,7 @@ async def read_stream(request: Request) -> Response:
     offset, live = parsing.read_params(request)
     info = await _existing(request)
     streams = _streams(request)
-    streams.touch(info.run_id)
+    await streams.touch(info)
     after = info.tail if offset == wire.NOW else wire.parse_offset(offset or wire.START)
     assert after is not None
     if live == "sse":
@@ -260,7 +260,7 @@ async def _long_poll(streams: Streams, info: StreamInfo, after: int, timeout: fl
             if part.messages or part.closed:
                 return part
             position = part.next
-    streams.touch(info.run_id)
+    await streams.touch(info)
     return Slice([], position, True, False)
 
 
@@ -275,8 +275,10 @@ def _sse_response(request: Request, streams: Streams, info: StreamInfo, after: i
     headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     if not wire.is_text(info.config):
         headers["Stream-SSE-Data-Encoding"] = "base64"
-    frames = _sse_frames(streams, info, after, request.query_params.get("cursor"),
-                         request.app.state.settings.heartbeat)
+    heartbeat = request.app.state.settings.heartbeat
+    if info.config.ttl is not None:  # each heartbeat moves the TTL on: a connected reader keeps it
+        heartbeat = min(heartbeat, max(info.config.ttl / 2, 0.5))
+    frames = _sse_frames(streams, info, after, request.query_params.get("cursor"), heartbeat)
     return StreamingResponse(frames, headers=headers)
 
 
@@ -290,7 +292,7 @@ async def _sse_frames(streams: Streams, info: StreamInfo, after: int, cursor: st
         async with contextlib.aclosing(parts):
             async for part in parts:
                 if part is None:  # idle: a control event keeps proxies from timing out
-                    streams.touch(info.run_id)
+                    await streams.touch(info)
                     if time.monotonic() >= deadline:
                         return
                     yield wire.sse_control(wire.format_offset(position), cursor=wire.response_cursor(cursor),

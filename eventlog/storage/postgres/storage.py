@@ -56,9 +56,9 @@ DEADLOCK_RETRIES = 3
 _RUN_COLUMNS = (
     "run_id, created_at, metadata, event_count, total_bytes, "
     "coalesce((SELECT id FROM events e WHERE e.run_id = runs.run_id ORDER BY id LIMIT 1), 0), "
-    "last_id, trimmed_through, end_id, end_reason, ended_at, parent_id, deleted_at"
+    "last_id, trimmed_through, end_id, end_reason, ended_at, parent_id, deleted_at, expires_at"
 )
-_RUN_WIDTH = 13
+_RUN_WIDTH = 14
 """The values of ``_RUN_COLUMNS``: the fields of a RunInfo."""
 _EVENT_COLUMNS = "id, run_id, event, data, created_at, body"
 _READ = (
@@ -278,6 +278,18 @@ class PostgresStorage:
 
     async def expire_ended(self, ended_before: float, max_rows: int) -> tuple[list[str], int]:
         return await self._transact(lambda c: transactions.expire_ended(c, ended_before, max_rows))
+
+    async def extend_expiry(self, run_id: str, expires_at: float) -> None:
+        await self._call(lambda conn: conn.execute(
+            "UPDATE runs SET expires_at = $1 WHERE run_id = $2 AND expires_at < $1", expires_at, run_id
+        ))
+
+    async def expired_runs(self, now: float, limit: int) -> list[str]:
+        rows = await self._call(lambda conn: conn.fetch(
+            "SELECT run_id FROM runs WHERE expires_at <= $1 AND deleted_at IS NULL ORDER BY expires_at LIMIT $2",
+            now, limit,
+        ))
+        return [row[0] for row in rows]
 
     async def expire_idempotency_keys(self, created_before: float, max_rows: int) -> int:
         return await self._transact(lambda c: transactions.expire_idempotency_keys(c, created_before, max_rows))

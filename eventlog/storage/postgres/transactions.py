@@ -215,28 +215,28 @@ WITH new_events AS (
     UPDATE runs SET created_at = s.created_at, metadata = s.metadata, event_count = s.event_count,
         total_bytes = s.total_bytes, last_id = s.last_id, end_id = s.end_id, end_reason = s.end_reason,
         ended_at = s.ended_at, trimmed_through = coalesce(s.trimmed_through, runs.trimmed_through),
-        parent_id = s.parent_id
+        parent_id = s.parent_id, expires_at = coalesce(s.expires_at, runs.expires_at)
     FROM unnest($7::text[], $8::float8[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[],
-                $13::bigint[], $14::text[], $15::float8[], $16::bigint[], $17::text[])
+                $13::bigint[], $14::text[], $15::float8[], $16::bigint[], $17::text[], $18::float8[])
         AS s(run_id, created_at, metadata, event_count, total_bytes, last_id, end_id, end_reason, ended_at,
-             trimmed_through, parent_id)
+             trimmed_through, parent_id, expires_at)
     WHERE runs.run_id = s.run_id
 ), unused_runs AS (
-    DELETE FROM runs WHERE run_id = ANY($18::text[])
+    DELETE FROM runs WHERE run_id = ANY($19::text[])
 ), new_keys AS (
     INSERT INTO idempotency_keys (run_id, key, fingerprint, ids, created_at)
-    SELECT r, k, f, i, $23 FROM unnest($19::text[], $20::text[], $21::text[], $22::text[]) AS t(r, k, f, i)
+    SELECT r, k, f, i, $24 FROM unnest($20::text[], $21::text[], $22::text[], $23::text[]) AS t(r, k, f, i)
 ), saved_producers AS (
     INSERT INTO producers (run_id, producer_id, epoch, seq, closed, updated_at)
-    SELECT r, p, e, s, c, $23 FROM unnest($24::text[], $25::text[], $26::bigint[], $27::bigint[], $28::bool[])
+    SELECT r, p, e, s, c, $24 FROM unnest($25::text[], $26::text[], $27::bigint[], $28::bigint[], $29::bool[])
         AS t(r, p, e, s, c)
     ON CONFLICT (run_id, producer_id) DO UPDATE
         SET epoch = excluded.epoch, seq = excluded.seq, closed = excluded.closed, updated_at = excluded.updated_at
 ), saved_writer_seqs AS (
-    INSERT INTO writer_seqs (run_id, seq) SELECT * FROM unnest($29::text[], $30::text[])
+    INSERT INTO writer_seqs (run_id, seq) SELECT * FROM unnest($30::text[], $31::text[])
     ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq
 )
-SELECT pg_notify('""" + CHANNEL + """', payload) FROM unnest($31::text[]) AS payload
+SELECT pg_notify('""" + CHANNEL + """', payload) FROM unnest($32::text[]) AS payload
 """
 """Everything a group of requests writes, in one statement (one round trip): each part is a
 no-op for empty arrays. The parts touch different rows (the placeholders removed are runs not
@@ -268,14 +268,14 @@ async def _save(
     moves it otherwise."""
     runs = [
         (run_id, s.created_at, s.metadata_json, s.event_count, s.total_bytes, s.last_id,
-         s.end_id, s.end_reason, s.ended_at, (trimmed or {}).get(run_id), s.parent_id)
+         s.end_id, s.end_reason, s.ended_at, (trimmed or {}).get(run_id), s.parent_id, s.expires_at)
         for run_id, s in states.items()
     ]
     producers, seqs = writers
     await conn.execute(
         _SAVE,
         *_columns([(e.id, e.run_id, e.event, e.data_json, e.created_at, e.body) for e in events], 6),
-        *_columns(runs, 11),
+        *_columns(runs, 12),
         list(unused),
         *_columns(keys, 4), now,
         *_columns(producers, 5),
