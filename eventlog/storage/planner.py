@@ -130,7 +130,7 @@ class Planner:
     ) -> None:
         self.now = now
         self.states: dict[str, RunState | None] = states if states is not None else {}
-        self.rows: list[tuple[str, str, str, float]] = []
+        self.rows: list[tuple[str, str, str, float, bytes | None]] = []
         self.keys: dict[tuple[str, str], StoredKey] = keys if keys is not None else {}
         self.new_keys: list[tuple[str, str, str, list[int]]] = []
         self.end_rows: dict[str, Rows] = {}
