@@ -129,6 +129,8 @@ class WriterSeqConflict(EventLogError):
     def __init__(self, run_id: str, seq: str, last: str) -> None:
         super().__init__(f"writer seq {seq!r} of run {run_id!r} is not greater than the last one, {last!r}")
         self.run_id = run_id
+        self.seq = seq
+        self.last = last
 
 
 class DatabaseFull(EventLogError):

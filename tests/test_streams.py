@@ -22,6 +22,7 @@ from eventlog.log.streams import (
 )
 from eventlog.log.validation import encode_message
 from eventlog.models import Event
+from eventlog.storage.base import Producer
 
 pytestmark = pytest.mark.backends
 
@@ -254,3 +255,14 @@ def test_sse_frames() -> None:
     assert control == 'event: control\ndata:{"streamNextOffset":"0_1","streamCursor":"5","upToDate":true}\n\n'
     closed = wire.sse_control("0_1", cursor="5", up_to_date=False, closed=True).decode()
     assert '"streamClosed":true' in closed and "streamCursor" not in closed
+
+
+async def test_producer_numbers_and_writer_seqs_out_of_range_are_typed_errors(log: EventLog) -> None:
+    streams = Streams(log)
+    info, _ = await streams.create("bounds-1", TEXT, [], closed=False)
+    for producer in (Producer("p", 2**63, 0), Producer("p", 0, -1), Producer("", 0, 0), Producer("p\ud800", 0, 0)):
+        with pytest.raises(InvalidInput):
+            await streams.append(info, chunks(b"x"), producer=producer, writer_seq=None, close=False)
+    with pytest.raises(InvalidInput):
+        await streams.append(info, chunks(b"x"), producer=None, writer_seq="\ud800", close=False)
+    assert await text_of(streams, "bounds-1") == b""

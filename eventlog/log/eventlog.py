@@ -220,6 +220,10 @@ class EventLog:
         validation.check_run_id(run_id)
         if not messages and not end:
             raise InvalidInput("at least one message is required")
+        if producer is not None:
+            validation.check_producer(producer.id, producer.epoch, producer.seq)
+        if writer_seq is not None and not (isinstance(writer_seq, str) and validation.is_storable(writer_seq)):
+            raise InvalidInput("a writer seq must be a string of valid Unicode text")
         outcome = await self._storage.write(StreamAppend(run_id, messages, producer, writer_seq, end, end_reason))
         assert isinstance(outcome, StreamAppended)
         return outcome

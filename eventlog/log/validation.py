@@ -110,6 +110,18 @@ def encode_message(value: Any = None, body: bytes | None = None) -> tuple[str, s
     return MESSAGE_EVENT, encode_json(value, "a message"), None
 
 
+PRODUCER_NUMBER_MAX = 2**63 - 1
+"""The largest epoch or sequence number of a producer: storage's integers end there."""
+
+
+def check_producer(producer_id: object, epoch: object, seq: object) -> None:
+    if not isinstance(producer_id, str) or not producer_id or not is_storable(producer_id):
+        raise InvalidInput("a producer id must be a non-empty string of valid Unicode text")
+    for name, number in (("epoch", epoch), ("seq", seq)):
+        if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= PRODUCER_NUMBER_MAX:
+            raise InvalidInput(f"a producer's {name} must be an integer from 0 to {PRODUCER_NUMBER_MAX} (got {number!r:.40})")
+
+
 def check_idempotency_key(key: object) -> str:
     if (
         not isinstance(key, str)
