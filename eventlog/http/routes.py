@@ -68,10 +68,11 @@ async def list_runs(request: Request) -> Response:
 
 
 async def path_run(request: Request) -> RunInfo:
-    """The run named in the path; RunNotFound (a 404) when there is none."""
+    """The run named in the path; RunNotFound (a 404) when there is none, or when it was
+    deleted and is only kept for its forks (Durable Streams forks read it)."""
     run_id = request.path_params["run_id"]
     info = await _log(request).run(run_id)
-    if info is None:
+    if info is None or info.deleted_at is not None:
         raise RunNotFound(run_id)
     return info
 

@@ -226,7 +226,7 @@ class Storage(Protocol):
         status: Literal["running", "ended"] | None,
         run_globs: Sequence[str] | None = None,
     ) -> list[RunInfo]:
-        """Runs, newest first. ``run_globs`` (None: no filter) keeps the runs whose id matches
+        """Runs, newest first, but those marked deleted. ``run_globs`` (None: no filter) keeps the runs whose id matches
         one of them as ``fnmatch.fnmatchcase`` matches, applied before ``limit``/``offset``."""
 
     async def extend_expiry(self, run_id: str, expires_at: float) -> None:

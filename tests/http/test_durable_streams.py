@@ -170,3 +170,16 @@ def test_retention_trims_streams_and_an_offset_before_what_it_kept_is_gone(
         assert httpx.get(url, params={"offset": offsets[2]}).content == b"cd"
     finally:
         server.kill()
+
+
+def test_a_parent_kept_for_its_forks_is_gone_from_the_run_api(client: httpx.Client) -> None:
+    text = {"Content-Type": "text/plain"}
+    client.put("/v1/stream/ds-parent-1", headers=text, content=b"inherited,").raise_for_status()
+    client.put("/v1/stream/ds-child-1", headers={"Stream-Forked-From": "/v1/stream/ds-parent-1"}).raise_for_status()
+    assert client.delete("/v1/stream/ds-parent-1").status_code == 204
+    assert client.get("/v1/stream/ds-parent-1").status_code == 410
+    assert client.get("/runs/ds-parent-1").status_code == 404
+    assert "ds-parent-1" not in [run["run_id"] for run in client.get("/runs", params={"limit": 1000}).json()["runs"]]
+    refused = client.post("/runs/ds-parent-1/events", json={"event": "x", "data": 1})
+    assert refused.status_code == 410 and refused.json()["error"]["code"] == "run_deleted"
+    assert client.get("/v1/stream/ds-child-1").content == b"inherited,"  # still read through the fork

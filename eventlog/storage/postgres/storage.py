@@ -317,7 +317,8 @@ class PostgresStorage:
         status: Literal["running", "ended"] | None = None,
         run_globs: Sequence[str] | None = None,
     ) -> list[RunInfo]:
-        clauses = {None: [], "running": ["end_id IS NULL"], "ended": ["end_id IS NOT NULL"]}[status]
+        # a run kept only for its forks is deleted to whoever lists runs
+        clauses = ["deleted_at IS NULL", *{None: [], "running": ["end_id IS NULL"], "ended": ["end_id IS NOT NULL"]}[status]]
         params: list[Any] = [limit, offset]
         if run_globs is not None:
             # The grant filters before LIMIT/OFFSET, so every page is full (see storage/globs.py).
