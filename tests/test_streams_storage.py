@@ -265,6 +265,21 @@ async def test_byte_bodies_survive_export_and_import(open_log, another_database)
     assert again.getvalue() == out.getvalue()
 
 
+async def test_forks_and_expiries_survive_export_and_import(open_log, another_database) -> None:  # type: ignore[no-untyped-def]
+    source = await open_log(another_database("a.db"))
+    await source.create_run("parent", {"stream": {}}, expires_at=4_000_000_000.5)
+    await source.create_run("fork", {}, parent_id="parent")
+    out = io.BytesIO()
+    await export_log(source, out)
+    target = await open_log(another_database("b.db"))
+    await import_log(target, check_archive(lambda: io.BytesIO(out.getvalue())))
+    parent, fork = await target.run("parent"), await target.run("fork")
+    assert parent is not None and parent.expires_at == 4_000_000_000.5 and parent.parent_id is None
+    assert fork is not None and fork.parent_id == "parent" and fork.expires_at is None
+    await target.delete("parent")  # kept for its fork, as in the log exported
+    assert (await target.run("parent")).deleted_at is not None  # type: ignore[union-attr]
+
+
 async def test_retention_counts_a_body_by_its_bytes(log: EventLog) -> None:
     await create(log, "s", b"a" * 100, b"b" * 100, b"c" * 100, b"d" * 100)
     await log.apply_retention(policy=RetentionPolicy(max_bytes=250))

@@ -67,9 +67,14 @@ def header_line(schema_version: int, last_id: int) -> bytes:
 
 
 def run_line(run: RunInfo) -> bytes:
+    """A run's line; a fork's parent and an expiry only when it has them (older archives have
+    neither)."""
+    optional = {"parent_id": _json(run.parent_id)} if run.parent_id is not None else {}
+    if run.expires_at is not None:
+        optional["expires_at"] = _json(run.expires_at)
     return _line(
         run_id=_json(run.run_id), created_at=_json(run.created_at), metadata=_json(run.metadata),
-        trimmed_through=str(run.trimmed_through),
+        trimmed_through=str(run.trimmed_through), **optional,
     )
 
 
@@ -158,7 +163,8 @@ def read_archive(lines: Iterable[bytes], on_progress: Progress | None = None) ->
             header = True
             yield Header(_count(number, fields["schema_version"], "schema_version"), _count(number, fields["last_id"], "last_id"))
         elif isinstance(obj, dict) and "run_id" in obj:
-            fields = _fields(number, obj, ("run_id", "created_at", "metadata", "trimmed_through"))
+            fields = _fields(number, obj, ("run_id", "created_at", "metadata", "trimmed_through"),
+                             optional=("parent_id", "expires_at"))
             run = validation.check_run_id(fields["run_id"])
             if run in seen:
                 raise InvalidInput(f"line {number}: run {run!r} appears twice")
@@ -167,7 +173,13 @@ def read_archive(lines: Iterable[bytes], on_progress: Progress | None = None) ->
                 raise InvalidData(f"line {number}: metadata must be an object")
             trimmed = _count(number, fields["trimmed_through"], "trimmed_through")
             last_id, ended = trimmed, False
-            yield ImportedRun(run, _time(number, fields["created_at"]), validation.encode_json(fields["metadata"], "run metadata"), trimmed)
+            parent = fields.get("parent_id")
+            expires_at = fields.get("expires_at")
+            yield ImportedRun(
+                run, _time(number, fields["created_at"]), validation.encode_json(fields["metadata"], "run metadata"), trimmed,
+                None if parent is None else validation.check_run_id(parent),
+                None if expires_at is None else _time(number, expires_at),
+            )
         else:
             fields = _fields(number, obj, ("id", "event", "data", "created_at"), optional=("body",))
             if run is None:

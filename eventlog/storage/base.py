@@ -111,6 +111,8 @@ class ImportedRun:
     created_at: float
     metadata_json: str
     trimmed_through: int
+    parent_id: str | None = None
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -329,7 +329,7 @@ def import_rows(conn: sqlite3.Connection, request: ImportRows) -> tuple[list[int
     for run in request.runs:
         if run.run_id in states or load_state(conn, run.run_id) is not None:
             return RunExists(run.run_id), []
-        states[run.run_id] = new_state(run.created_at, run.metadata_json)
+        states[run.run_id] = new_state(run.created_at, run.metadata_json, run.parent_id, run.expires_at)
         if request.remap and run.trimmed_through:
             newest += 1  # an id of its own stands for the trimmed events, so readers get a gap
             trimmed[run.run_id] = newest

@@ -306,7 +306,7 @@ async def import_rows(conn: asyncpg.Connection, request: ImportRows, now: float)
     for run in request.runs:
         if run.run_id in states or locked[run.run_id] is not None:
             raise _Refused(RunExists(run.run_id))
-        states[run.run_id] = new_state(run.created_at, run.metadata_json)
+        states[run.run_id] = new_state(run.created_at, run.metadata_json, run.parent_id, run.expires_at)
         # With remap, an id of its own stands for the trimmed events, so readers get a gap.
         trimmed[run.run_id] = next(fresh) if request.remap and run.trimmed_through else run.trimmed_through
     rows: list[Event] = []
