@@ -99,8 +99,8 @@ async def _existing(request: Request) -> StreamInfo:
     return info
 
 
-def _stream_headers(info: StreamInfo, tail: int | None = None) -> dict[str, str]:
-    headers = {"Content-Type": info.config.content_type, "Stream-Next-Offset": wire.format_offset(info.tail if tail is None else tail)}
+def _stream_headers(info: StreamInfo) -> dict[str, str]:
+    headers = {"Content-Type": info.config.content_type, "Stream-Next-Offset": wire.format_offset(info.tail)}
     if info.closed:
         headers["Stream-Closed"] = "true"
     return headers
@@ -152,7 +152,7 @@ async def append(request: Request) -> Response:
     messages: list[StreamRow] = []
     if body and info.closed:
         if producer is None:
-            _refuse_closed(info)
+            raise _closed_error(info)
         # The storage tells a retry of the producer's closing request (a duplicate) from any
         # other append (refused); the body is not written either way.
         messages = [encode_message(body=body)]
@@ -166,8 +166,7 @@ async def append(request: Request) -> Response:
     try:
         outcome = await _streams(request).append(info, messages, producer=producer, writer_seq=writer_seq, close=close)
     except RunEnded:
-        _refuse_closed(await _existing(request))
-        raise
+        raise _closed_error(await _existing(request)) from None
     headers = {"Stream-Next-Offset": wire.format_offset(tail_position(info.config, outcome.last_id, outcome.ended))}
     if outcome.ended:
         headers["Stream-Closed"] = "true"
@@ -178,8 +177,9 @@ async def append(request: Request) -> Response:
     return Response(status_code=204 if outcome.duplicate or not messages else 200, headers=headers)
 
 
-def _refuse_closed(info: StreamInfo) -> None:
-    raise ProtocolError(409, "stream_closed", f"the stream {info.run_id!r} is closed", _stream_headers(info))
+def _closed_error(info: StreamInfo) -> ProtocolError:
+    """The protocol's answer to an append to a closed stream: 409 with its final offset."""
+    return ProtocolError(409, "stream_closed", f"the stream {info.run_id!r} is closed", _stream_headers(info))
 
 
 # --- metadata and delete --------------------------------------------------------------------
