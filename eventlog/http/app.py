@@ -7,6 +7,7 @@ same ones.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -68,9 +69,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.log = log
             app.state.durable_streams = Streams(log)
             app.state.broadcasts = Broadcasts(log, settings.heartbeat)
-            with on_exit_signal(app.state.broadcasts.close):
+            app.state.stopping = stopping = asyncio.Event()
+
+            def stop() -> None:
+                stopping.set()
+                app.state.broadcasts.close()
+
+            with on_exit_signal(stop):
                 yield
-            app.state.broadcasts.close()
+            stop()
 
     middleware = [Middleware(SecurityHeaders)]
     if settings.cors_origins:

@@ -12,8 +12,11 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import FrameType
+from typing import TypeVar
+
+T = TypeVar("T")
 
 EXIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -42,3 +45,25 @@ def on_exit_signal(callback: Callable[[], None]) -> Iterator[None]:
         for sig in chained:
             if signal.getsignal(sig) is handle:
                 signal.signal(sig, previous[sig])
+
+
+async def until_stopped(stopping: asyncio.Event, items: AsyncIterator[T]) -> AsyncIterator[T]:
+    """``items`` until ``stopping`` is set (the server is told to stop): a response that waits
+    for them (a long-poll, a Durable Streams SSE stream) then ends at once, whole, instead of
+    holding up the shutdown. ``items`` is closed either way."""
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(items))
+            await asyncio.wait((step, stop), return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                step.cancel()
+                await asyncio.wait((step,))
+                return
+            try:
+                yield step.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        stop.cancel()
+        await items.aclose()  # type: ignore[attr-defined]

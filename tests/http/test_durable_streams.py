@@ -4,8 +4,10 @@ base64 encoding, on a real server (both backends)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -183,3 +185,30 @@ def test_a_parent_kept_for_its_forks_is_gone_from_the_run_api(client: httpx.Clie
     refused = client.post("/runs/ds-parent-1/events", json={"event": "x", "data": 1})
     assert refused.status_code == 410 and refused.json()["error"]["code"] == "run_deleted"
     assert client.get("/v1/stream/ds-child-1").content == b"inherited,"  # still read through the fork
+
+
+def test_sigterm_ends_sse_and_long_poll_reads_at_once_and_whole(server: ServerProcess) -> None:
+    """uvicorn waits for open responses before it stops; live protocol reads end as soon as
+    it is told to, as complete responses (no cut connection, no graceful-shutdown timeout)."""
+    url = stream_url(server, "ds-sigterm-1")
+    httpx.put(url, headers={"Content-Type": "text/plain"}, content=b"before").raise_for_status()
+
+    async def read_live() -> tuple[list[tuple[str, str]], int]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            long_poll = asyncio.ensure_future(http.get(url, params={"offset": "now", "live": "long-poll"}))
+            async with http.stream("GET", url, params={"offset": "-1", "live": "sse"}) as sse:
+                body = b""
+                async for chunk in sse.aiter_bytes():  # a cut connection raises here
+                    body += chunk
+                    if b"event: control" in body and server.process is not None and server.process.poll() is None:
+                        await asyncio.sleep(0.2)  # the long-poll is waiting too
+                        server.process.send_signal(signal.SIGTERM)
+            return sse_events(httpx.Response(200, content=body)), (await long_poll).status_code
+
+    events, long_poll_status = asyncio.run(read_live())
+    assert events[0] == ("data", "before") and events[-1][0] == "control"
+    assert long_poll_status == 204
+    assert server.process is not None
+    server.process.wait(10)
+    log = server.log_path.read_text()
+    assert "Application shutdown complete" in log and "timeout graceful shutdown exceeded" not in log

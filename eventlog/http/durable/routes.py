@@ -8,6 +8,7 @@ grants the run. Failures answer the protocol's statuses with eventlog's JSON err
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +31,7 @@ from eventlog.http.durable.parsing import ProtocolError
 from eventlog.http.errors import error_response
 from eventlog.http.openapi import ApiRoute, Operation, Param, Reply
 from eventlog.http.schemas import RUN_ID_SCHEMA
+from eventlog.http.shutdown import until_stopped
 from eventlog.log.streams import (
     OffsetGone,
     Slice,
@@ -223,7 +225,7 @@ async def read_stream(request: Request) -> Response:
         return Response(wire.body_of(info.config, []), headers=headers)
     cursor = request.query_params.get("cursor")
     if live == "long-poll":
-        part = await _long_poll(streams, info, after, request.app.state.settings.long_poll_timeout)
+        part = await _long_poll(request, streams, info, after)
         if not part.messages:
             headers = {"Stream-Next-Offset": wire.format_offset(part.next), "Stream-Up-To-Date": "true",
                        "Cache-Control": "no-store"}
@@ -249,12 +251,14 @@ async def read_stream(request: Request) -> Response:
     return Response(wire.body_of(info.config, part.messages), headers=headers)
 
 
-async def _long_poll(streams: Streams, info: StreamInfo, after: int, timeout: float) -> Slice:
-    """The first messages after ``after`` (or the closure), waiting up to ``timeout`` seconds
-    for them; an empty slice at the position reached when none came."""
+async def _long_poll(request: Request, streams: Streams, info: StreamInfo, after: int) -> Slice:
+    """The first messages after ``after`` (or the closure), waiting up to the long-poll timeout
+    for them; an empty slice at the position reached when none came (or the server stops)."""
     position = after
-    async with contextlib.aclosing(streams.follow(info, after, heartbeat=timeout, max_bytes=CHUNK_BYTES)) as parts:
-        async for part in parts:
+    timeout = request.app.state.settings.long_poll_timeout
+    parts = streams.follow(info, after, heartbeat=timeout, max_bytes=CHUNK_BYTES)
+    async with contextlib.aclosing(until_stopped(request.app.state.stopping, parts)) as stoppable:
+        async for part in stoppable:
             if part is None:
                 break
             if part.messages or part.closed:
@@ -278,19 +282,22 @@ def _sse_response(request: Request, streams: Streams, info: StreamInfo, after: i
     heartbeat = request.app.state.settings.heartbeat
     if info.config.ttl is not None:  # each heartbeat moves the TTL on: a connected reader keeps it
         heartbeat = min(heartbeat, max(info.config.ttl / 2, 0.5))
-    frames = _sse_frames(streams, info, after, request.query_params.get("cursor"), heartbeat)
+    frames = _sse_frames(request.app.state.stopping, streams, info, after, request.query_params.get("cursor"), heartbeat)
     return StreamingResponse(frames, headers=headers)
 
 
-async def _sse_frames(streams: Streams, info: StreamInfo, after: int, cursor: str | None, heartbeat: float) -> AsyncIterator[bytes]:
+async def _sse_frames(
+    stopping: asyncio.Event, streams: Streams, info: StreamInfo, after: int, cursor: str | None, heartbeat: float
+) -> AsyncIterator[bytes]:
     """A data event and its control event per read, from ``after`` on, until the stream is
-    closed (a last control event says so) or ``SSE_LIFETIME`` has passed."""
+    closed (a last control event says so), ``SSE_LIFETIME`` has passed or the server stops
+    (the client reconnects from its last control event's offset)."""
     deadline = time.monotonic() + SSE_LIFETIME
     position, first = after, True
     parts = streams.follow(info, after, heartbeat=min(heartbeat, SSE_LIFETIME), max_bytes=CHUNK_BYTES)
     try:
-        async with contextlib.aclosing(parts):
-            async for part in parts:
+        async with contextlib.aclosing(until_stopped(stopping, parts)) as stoppable:
+            async for part in stoppable:
                 if part is None:  # idle: a control event keeps proxies from timing out
                     await streams.touch(info)
                     if time.monotonic() >= deadline:
