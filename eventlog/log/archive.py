@@ -12,9 +12,11 @@ The header names the format and its ``version``, the ``schema_version`` of the f
 from, and ``last_id``, the newest id that file ever handed out (trimmed and deleted events
 included). Each run line (runs oldest first) is followed by its events in id order; an end
 marker is the event named ``"end"``, whose data holds the reason, and its ``created_at`` is the
-run's ``ended_at``. Timestamps are unix seconds written as Python's shortest round-tripping
-float, and event data is the stored compact JSON as it is: so exporting, importing into an
-empty log and exporting again gives the same bytes.
+run's ``ended_at``. An event of a byte stream also has ``body``, its exact bytes in base64
+(its ``data`` is then ``null``); the other events have none, so archives written before byte
+bodies existed read as they always did. Timestamps are unix seconds written as Python's
+shortest round-tripping float, and event data is the stored compact JSON as it is: so
+exporting, importing into an empty log and exporting again gives the same bytes.
 
 An import keeps every id, and so needs an empty log; then no id at or below ``last_id`` is ever
 handed out again. With ``remap`` it goes into a log that already holds runs (none of the
@@ -28,6 +30,7 @@ A failure while writing (a full disk, say) leaves the runs written until then.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -71,7 +74,10 @@ def run_line(run: RunInfo) -> bytes:
 
 
 def event_line(event: Event) -> bytes:
-    return _line(id=str(event.id), event=_json(event.event), data=event.data_json, created_at=_json(event.created_at))
+    fields = {"id": str(event.id), "event": _json(event.event), "data": event.data_json, "created_at": _json(event.created_at)}
+    if event.body is not None:
+        fields["body"] = _json(base64.b64encode(event.body).decode("ascii"))
+    return _line(**fields)
 
 
 async def export_log(
@@ -97,10 +103,23 @@ class Header:
     last_id: int
 
 
-def _fields(line: int, obj: object, names: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(obj, dict) or set(obj) != set(names):
-        raise InvalidData(f"line {line}: expected an object with exactly {', '.join(names)}")
+def _fields(line: int, obj: object, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    if not isinstance(obj, dict) or not set(names) <= set(obj) <= set(names + optional):
+        also = f" (and optionally {', '.join(optional)})" if optional else ""
+        raise InvalidData(f"line {line}: expected an object with exactly {', '.join(names)}{also}")
     return obj
+
+
+def _body(line: int, fields: dict[str, Any]) -> bytes | None:
+    """An event's exact bytes, from its base64 ``body`` (a byte stream's event: its data is null)."""
+    if "body" not in fields:
+        return None
+    if fields["data"] is not None:
+        raise InvalidData(f"line {line}: an event with a body must have null data")
+    try:
+        return base64.b64decode(fields["body"], validate=True)
+    except (TypeError, ValueError):  # binascii.Error is a ValueError
+        raise InvalidData(f"line {line}: body must be base64 text") from None
 
 
 def _count(line: int, value: object, what: str) -> int:
@@ -150,7 +169,7 @@ def read_archive(lines: Iterable[bytes], on_progress: Progress | None = None) ->
             last_id, ended = trimmed, False
             yield ImportedRun(run, _time(number, fields["created_at"]), validation.encode_json(fields["metadata"], "run metadata"), trimmed)
         else:
-            fields = _fields(number, obj, ("id", "event", "data", "created_at"))
+            fields = _fields(number, obj, ("id", "event", "data", "created_at"), optional=("body",))
             if run is None:
                 raise InvalidData(f"line {number}: an event before any run line")
             if ended:
@@ -165,7 +184,8 @@ def read_archive(lines: Iterable[bytes], on_progress: Progress | None = None) ->
                 if not isinstance(data, dict) or set(data) != {"reason"} or not isinstance(data["reason"], str | None):
                     raise InvalidData(f'line {number}: an end marker\'s data must be {{"reason": text or null}}')
             last_id = event_id
-            yield Event(event_id, run, name, validation.encode_json(data), _time(number, fields["created_at"]))
+            body = _body(number, fields)
+            yield Event(event_id, run, name, validation.encode_json(data), _time(number, fields["created_at"]), body)
     if not header:
         raise InvalidData("empty input: not an eventlog export")
 
@@ -211,7 +231,7 @@ async def import_log(
             runs.append(item)
         else:
             events.append(item)
-            size += len(item.data_json)
+            size += len(item.data_json) + len(item.body or b"")
             if len(events) >= BATCH_EVENTS or size >= BATCH_BYTES:
                 await flush()
     await flush(last=True)

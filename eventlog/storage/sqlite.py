@@ -306,30 +306,29 @@ class SQLiteStorage:
         """In transactions of at most ``DELETE_BATCH`` rows, oldest first (readers meanwhile see
         the run trimmed), the run itself with the last one: on a nearly full disk, where
         deleting runs is how space is made, each needs WAL room for one batch, not the run
-        (and the WAL is truncated between them, see ``_reclaim_wal``)."""
+        (and the WAL is truncated between them, see ``_reclaim_wal``). A run with forks is only
+        marked deleted (see ``delete_run_in_part``); a parent kept only for its forks goes with
+        the last of them, and so on up."""
         info = await self.run(run_id)
         if info is None:
             return False
-        now = time.time()
-        if await self._transact(lambda c: transactions.mark_deleted_if_forked(c, run_id, now)):
-            return True
         deleted = await self._delete_in_parts(run_id, info.last_id)
         parent = info.parent_id
-        while parent is not None:  # a parent kept only for its forks goes with the last of them
+        while parent is not None:
             unneeded = await self._transact(lambda c: transactions.unneeded_parent(c, parent))
-            parent_info = await self.run(unneeded) if unneeded is not None else None
-            if parent_info is None:
+            if unneeded is None:
                 break
-            await self._delete_in_parts(parent_info.run_id, parent_info.last_id)
-            parent = parent_info.parent_id
+            last_id, grandparent = unneeded
+            await self._delete_in_parts(parent, last_id)
+            parent = grandparent
         return deleted
 
     async def _delete_in_parts(self, run_id: str, through: int) -> bool:
-        batch = DELETE_BATCH
+        batch, now = DELETE_BATCH, time.time()
         while True:
             try:
                 deleted = await self._transact(
-                    lambda c: transactions.delete_run_in_part(c, run_id, through, batch)
+                    lambda c: transactions.delete_run_in_part(c, run_id, through, batch, now)
                 )
             except DatabaseFull:
                 if batch == 1:
@@ -429,7 +428,7 @@ class SQLiteStorage:
     async def idle_runs(self, idle_before: float) -> list[tuple[str, int]]:
         sql = (
             "SELECT runs.run_id, runs.last_id FROM runs LEFT JOIN events ON events.id = runs.last_id "
-            "WHERE runs.end_id IS NULL AND coalesce(events.created_at, runs.created_at) < ?"
+            "WHERE runs.end_id IS NULL AND runs.deleted_at IS NULL AND coalesce(events.created_at, runs.created_at) < ?"
         )
         return await self._read(lambda conn: conn.execute(sql, (idle_before,)).fetchall())
 

@@ -376,6 +376,15 @@ def import_rows(conn: sqlite3.Connection, request: ImportRows) -> tuple[list[int
 # --- retention ---------------------------------------------------------------------------------
 
 
+_EXPIRED = (
+    "SELECT run_id, coalesce(end_id, last_id) FROM runs WHERE (ended_at < ? OR deleted_at IS NOT NULL) "
+    "AND NOT EXISTS (SELECT 1 FROM runs fork WHERE fork.parent_id = runs.run_id) "
+    "ORDER BY coalesce(ended_at, deleted_at) LIMIT 100"
+)
+"""The runs retention removes whole, with the newest id of each, up to 100 at a time: those that
+ended before the time given, and those marked deleted whose forks are gone now (by retention, or
+a deletion that stopped half-way), but none that a fork still reads."""
+
 EVENT_BYTES = "coalesce(length(body), length(CAST(data AS BLOB)))"
 """An event's size as ``runs.total_bytes`` counts it: its bytes, else its data's UTF-8 bytes."""
 
@@ -404,16 +413,16 @@ def trim_run(conn: sqlite3.Connection, run_id: str, policy: RetentionPolicy, now
 def expire_ended(conn: sqlite3.Connection, ended_before: float, max_rows: int) -> tuple[list[str], int]:
     """Delete the oldest rows of runs that ended before ``ended_before``, at most ``max_rows``.
 
-    Rows go oldest first, so the end marker (a run's newest row) goes last, with the run itself."""
+    Rows go oldest first, so the end marker (a run's newest row) goes last, with the run itself.
+    A run with forks is kept (they read it) until they are gone; one marked deleted goes then
+    (see ``EXPIRED``)."""
     removed: list[str] = []
     deleted = 0
-    expired = conn.execute(
-        "SELECT run_id, end_id FROM runs WHERE ended_at < ? ORDER BY ended_at LIMIT 100", (ended_before,)
-    ).fetchall()
-    for run_id, end_id in expired:
+    expired = conn.execute(_EXPIRED, (ended_before,)).fetchall()
+    for run_id, through in expired:
         if deleted >= max_rows:
             break
-        rows, reached = _delete_oldest(conn, run_id, end_id, max_rows - deleted)
+        rows, reached = _delete_oldest(conn, run_id, through, max_rows - deleted)
         deleted += rows
         if reached:
             delete_run(conn, run_id)
@@ -421,11 +430,19 @@ def expire_ended(conn: sqlite3.Connection, ended_before: float, max_rows: int) -
     return removed, deleted
 
 
-def delete_run_in_part(conn: sqlite3.Connection, run_id: str, through: int, max_rows: int) -> bool | None:
+def delete_run_in_part(
+    conn: sqlite3.Connection, run_id: str, through: int, max_rows: int, now: float
+) -> bool | None:
     """One step of deleting a run in short transactions: its oldest rows up to id ``through``
     (its newest when the deletion began), at most ``max_rows``; the step that reaches
     ``through`` deletes the run with whatever was appended since. None while rows up to
-    ``through`` remain, else whether there was a run to delete."""
+    ``through`` remain, else whether there was a run to delete.
+
+    A run with forks is only marked deleted, ``now``, and keeps its rows. Every step checks, in
+    its own transaction: a fork created between two steps (its parent not deleted yet) is seen
+    by the next, so no fork outlives its parent (it reads a gap for the rows deleted before)."""
+    if mark_deleted_if_forked(conn, run_id, now):
+        return True
     _, reached = _delete_oldest(conn, run_id, through, max_rows)
     return delete_run(conn, run_id) if reached else None
 
@@ -478,13 +495,11 @@ def mark_deleted_if_forked(conn: sqlite3.Connection, run_id: str, now: float) ->
     ).rowcount > 0
 
 
-def unneeded_parent(conn: sqlite3.Connection, parent_id: str | None) -> str | None:
-    """``parent_id`` if it is marked deleted and no fork of it is left: then it goes too."""
-    if parent_id is None:
-        return None
-    row = conn.execute(
-        "SELECT 1 FROM runs WHERE run_id = ? AND deleted_at IS NOT NULL "
+def unneeded_parent(conn: sqlite3.Connection, parent_id: str) -> tuple[int, str | None] | None:
+    """The newest id and the parent of run ``parent_id`` if it is marked deleted and no fork of
+    it is left: then it goes too (and may leave its own parent unneeded)."""
+    return conn.execute(
+        "SELECT last_id, parent_id FROM runs WHERE run_id = ? AND deleted_at IS NOT NULL "
         "AND NOT EXISTS (SELECT 1 FROM runs fork WHERE fork.parent_id = ?)",
         (parent_id, parent_id),
     ).fetchone()
-    return parent_id if row else None

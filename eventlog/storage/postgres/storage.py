@@ -56,14 +56,17 @@ DEADLOCK_RETRIES = 3
 _RUN_COLUMNS = (
     "run_id, created_at, metadata, event_count, total_bytes, "
     "coalesce((SELECT id FROM events e WHERE e.run_id = runs.run_id ORDER BY id LIMIT 1), 0), "
-    "last_id, trimmed_through, end_id, end_reason, ended_at"
+    "last_id, trimmed_through, end_id, end_reason, ended_at, parent_id, deleted_at"
 )
-_EVENT_COLUMNS = "id, run_id, event, data, created_at"
+_RUN_WIDTH = 13
+"""The values of ``_RUN_COLUMNS``: the fields of a RunInfo."""
+_EVENT_COLUMNS = "id, run_id, event, data, created_at, body"
 _READ = (
-    f"SELECT {_RUN_COLUMNS}, page.ids, page.names, page.data, page.times FROM runs LEFT JOIN LATERAL ("
+    f"SELECT {_RUN_COLUMNS}, page.ids, page.names, page.data, page.times, page.bodies FROM runs LEFT JOIN LATERAL ("
     "  SELECT array_agg(id ORDER BY id) AS ids, array_agg(event ORDER BY id) AS names,"
-    "         array_agg(data ORDER BY id) AS data, array_agg(created_at ORDER BY id) AS times"
-    "  FROM (SELECT id, event, data, created_at FROM events WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3) AS e"
+    "         array_agg(data ORDER BY id) AS data, array_agg(created_at ORDER BY id) AS times,"
+    "         array_agg(body ORDER BY id) AS bodies"
+    "  FROM (SELECT id, event, data, created_at, body FROM events WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3) AS e"
     ") AS page ON true WHERE runs.run_id = $1"
 )
 """A page of a run: its row and its events after a cursor, in one statement (one snapshot)."""
@@ -245,12 +248,28 @@ class PostgresStorage:
 
     async def delete(self, run_id: str) -> bool:
         """In transactions of at most ``DELETE_BATCH`` rows, oldest first, the run itself with
-        the last one (as SQLite's ``delete``)."""
+        the last one; a run with forks is only marked deleted, and a parent kept only for its
+        forks goes with the last of them (as SQLite's ``delete``)."""
         info = await self.run(run_id)
         if info is None:
             return False
+        deleted = await self._delete_in_parts(run_id, info.last_id)
+        parent = info.parent_id
+        while parent is not None:
+            unneeded = await self._transact(lambda c: transactions.unneeded_parent(c, parent))
+            if unneeded is None:
+                break
+            last_id, grandparent = unneeded
+            await self._delete_in_parts(parent, last_id)
+            parent = grandparent
+        return deleted
+
+    async def _delete_in_parts(self, run_id: str, through: int) -> bool:
+        now = time.time()
         while True:
-            deleted = await self._transact(lambda c: transactions.delete_run_in_part(c, run_id, info.last_id, DELETE_BATCH))
+            deleted = await self._transact(
+                lambda c: transactions.delete_run_in_part(c, run_id, through, DELETE_BATCH, now)
+            )
             if deleted is not None:
                 return deleted
 
@@ -271,8 +290,9 @@ class PostgresStorage:
         row = await self._call(lambda conn: conn.fetchrow(_READ, run_id, after, max(limit, 0)))
         if row is None:
             return Page(None, [])
-        ids, names, data, times = (column or [] for column in row[11:])
-        return Page(_run_info(row[:11]), [Event(i, run_id, n, d, t) for i, n, d, t in zip(ids, names, data, times)])
+        ids, names, data, times, bodies = (column or [] for column in row[_RUN_WIDTH:])
+        events = [Event(i, run_id, n, d, t, b) for i, n, d, t, b in zip(ids, names, data, times, bodies)]
+        return Page(_run_info(row[:_RUN_WIDTH]), events)
 
     async def run(self, run_id: str) -> RunInfo | None:
         return (await self.read(run_id, after=0, limit=0)).run
@@ -319,7 +339,7 @@ class PostgresStorage:
     async def idle_runs(self, idle_before: float) -> list[tuple[str, int]]:
         sql = (
             "SELECT runs.run_id, runs.last_id FROM runs LEFT JOIN events ON events.id = runs.last_id "
-            "WHERE runs.end_id IS NULL AND coalesce(events.created_at, runs.created_at) < $1"
+            "WHERE runs.end_id IS NULL AND runs.deleted_at IS NULL AND coalesce(events.created_at, runs.created_at) < $1"
         )
 
         async def body(conn: asyncpg.Connection) -> list[tuple[str, int]]:

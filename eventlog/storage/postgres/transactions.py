@@ -25,8 +25,25 @@ import asyncpg
 
 from eventlog.errors import EventLogError, InvalidInput, RunExists, RunNotFound
 from eventlog.models import Event
-from eventlog.storage.base import Committed, ImportRows, RetentionPolicy, WriteRequest, WriteResult
-from eventlog.storage.planner import Planner, RunState, StoredKey, import_event, new_state, notices, oldest_to_trim
+from eventlog.storage.base import (
+    Committed,
+    CreateRun,
+    ImportRows,
+    RetentionPolicy,
+    StreamAppend,
+    WriteRequest,
+    WriteResult,
+)
+from eventlog.storage.planner import (
+    Planner,
+    ProducerState,
+    RunState,
+    StoredKey,
+    import_event,
+    new_state,
+    notices,
+    oldest_to_trim,
+)
 
 CHANNEL = "eventlog"
 """The NOTIFY channel: each commit announces ``[[run_id, newest id], ...]`` of the runs it
@@ -35,7 +52,12 @@ advanced (see ``listen``)."""
 MAX_PAYLOAD = 7900
 """Bytes per NOTIFY payload (PostgreSQL's limit is 8000)."""
 
-_STATE_COLUMNS = "created_at, metadata, event_count, total_bytes, last_id, end_id, end_reason, ended_at"
+_STATE_COLUMNS = (
+    "created_at, metadata, event_count, total_bytes, last_id, end_id, end_reason, ended_at, parent_id, deleted_at"
+)
+
+EVENT_BYTES = "coalesce(octet_length(body), octet_length(data))"
+"""An event's size as ``runs.total_bytes`` counts it: its bytes, else its data's UTF-8 bytes."""
 
 Outcomes = tuple[list[WriteResult | BaseException], list[Committed]]
 
@@ -63,9 +85,20 @@ async def _lock_runs(conn: asyncpg.Connection, run_ids: Iterable[str], now: floa
         if row["inserted"]:
             states[row["run_id"]] = None
         else:
-            values = list(row.values())[2:]
-            states[row["run_id"]] = RunState(True, *values, previous_last_id=row["last_id"])
+            values = list(row.values())[2:10]
+            states[row["run_id"]] = RunState(
+                True, *values, previous_last_id=row["last_id"], parent_id=row["parent_id"], deleted_at=row["deleted_at"]
+            )
     return states
+
+
+def _runs_to_lock(requests: list[WriteRequest]) -> list[str]:
+    """The runs a group writes, and the parents its forks are created from: a parent's row
+    stays locked until the fork's row is committed, so a deletion of the parent (which locks it
+    too) either comes first, and the fork is refused, or sees the fork."""
+    runs = [request.run_id for request in requests]
+    runs += [r.parent_id for r in requests if isinstance(r, CreateRun) and r.parent_id is not None]
+    return runs
 
 
 async def _take_ids(conn: asyncpg.Connection, count: int) -> list[int]:
@@ -84,6 +117,26 @@ async def _stored_keys(conn: asyncpg.Connection, wanted: set[tuple[str, str]]) -
         [r for r, _ in wanted], [k for _, k in wanted],
     )
     return {(row["run_id"], row["key"]): (row["fingerprint"], json.loads(row["ids"])) for row in rows}
+
+
+async def _load_writers(conn: asyncpg.Connection, batch: Planner, requests: list[WriteRequest]) -> None:
+    """Load into ``batch`` the state of the producers and the writer sequences of the group's
+    stream appends (the planner's ``stored_producer``/``stored_writer_seq`` read them there),
+    with their runs' rows locked: no other transaction changes them until this one ends."""
+    streams = [r for r in requests if isinstance(r, StreamAppend)]
+    producers = {(r.run_id, r.producer.id) for r in streams if r.producer is not None}
+    if producers:
+        rows = await conn.fetch(
+            "SELECT p.run_id, p.producer_id, p.epoch, p.seq, p.closed FROM producers p "
+            "JOIN unnest($1::text[], $2::text[]) AS w(run_id, producer_id) "
+            "ON p.run_id = w.run_id AND p.producer_id = w.producer_id",
+            [r for r, _ in producers], [p for _, p in producers],
+        )
+        batch.producers.update({(row[0], row[1]): ProducerState(row[2], row[3], row[4]) for row in rows})
+    sequenced = sorted({r.run_id for r in streams if r.writer_seq is not None})
+    if sequenced:
+        rows = await conn.fetch("SELECT run_id, seq FROM writer_seqs WHERE run_id = ANY($1::text[])", sequenced)
+        batch.writer_seqs.update({row[0]: row[1] for row in rows})
 
 
 async def apply_writes(conn: asyncpg.Connection, requests: list[WriteRequest], now: float) -> Outcomes:
@@ -122,10 +175,11 @@ def notify_payloads(committed: list[Committed]) -> list[str]:
 
 
 async def _apply(conn: asyncpg.Connection, requests: list[WriteRequest], now: float) -> Outcomes:
-    states = await _lock_runs(conn, (request.run_id for request in requests), now)
+    states = await _lock_runs(conn, _runs_to_lock(requests), now)
     wanted = {(r.run_id, r.idempotency_key) for r in requests if getattr(r, "idempotency_key", None) is not None}
     # The planner gets copies of the dicts: ``states`` keeps saying which runs did not exist.
     batch = Planner(now, dict(states), await _stored_keys(conn, wanted))
+    await _load_writers(conn, batch, requests)
     plans = [batch.plan(request) for request in requests]
     ids = await _take_ids(conn, len(batch.rows))
     outcomes, by_run = batch.settle(requests, plans, ids)
@@ -134,29 +188,55 @@ async def _apply(conn: asyncpg.Connection, requests: list[WriteRequest], now: fl
     committed = notices(touched, by_run)
     unused = [run_id for run_id, state in states.items() if state is None and run_id not in touched]
     keys = [(r, k, f, json.dumps(i)) for r, k, f, i in batch.new_keys]
-    await _save(conn, touched, events, committed, unused=unused, keys=keys, now=now)
+    await _save(conn, touched, events, committed, unused=unused, keys=keys, writers=_writers(batch), now=now)
     return outcomes, committed
+
+
+Writers = tuple[list[tuple[str, str, int, int, bool]], list[tuple[str, str]]]
+"""The producers' new states (run, producer, epoch, seq, closed) and the runs' new writer
+sequences (run, seq) a group accepted."""
+
+
+def _writers(batch: Planner) -> Writers:
+    producers = []
+    for run_id, producer_id in sorted(batch.new_producers):
+        state = batch.producers[(run_id, producer_id)]
+        assert state is not None
+        producers.append((run_id, producer_id, state.epoch, state.seq, state.closed))
+    seqs = [(run_id, batch.writer_seqs[run_id]) for run_id in sorted(batch.new_writer_seqs)]
+    return producers, seqs  # type: ignore[return-value]
 
 
 _SAVE = """
 WITH new_events AS (
-    INSERT INTO events (id, run_id, event, data, created_at)
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::float8[])
+    INSERT INTO events (id, run_id, event, data, created_at, body)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::bytea[])
 ), saved_runs AS (
     UPDATE runs SET created_at = s.created_at, metadata = s.metadata, event_count = s.event_count,
         total_bytes = s.total_bytes, last_id = s.last_id, end_id = s.end_id, end_reason = s.end_reason,
-        ended_at = s.ended_at, trimmed_through = coalesce(s.trimmed_through, runs.trimmed_through)
-    FROM unnest($6::text[], $7::float8[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],
-                $12::bigint[], $13::text[], $14::float8[], $15::bigint[])
-        AS s(run_id, created_at, metadata, event_count, total_bytes, last_id, end_id, end_reason, ended_at, trimmed_through)
+        ended_at = s.ended_at, trimmed_through = coalesce(s.trimmed_through, runs.trimmed_through),
+        parent_id = s.parent_id
+    FROM unnest($7::text[], $8::float8[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[],
+                $13::bigint[], $14::text[], $15::float8[], $16::bigint[], $17::text[])
+        AS s(run_id, created_at, metadata, event_count, total_bytes, last_id, end_id, end_reason, ended_at,
+             trimmed_through, parent_id)
     WHERE runs.run_id = s.run_id
 ), unused_runs AS (
-    DELETE FROM runs WHERE run_id = ANY($16::text[])
+    DELETE FROM runs WHERE run_id = ANY($18::text[])
 ), new_keys AS (
     INSERT INTO idempotency_keys (run_id, key, fingerprint, ids, created_at)
-    SELECT r, k, f, i, $21 FROM unnest($17::text[], $18::text[], $19::text[], $20::text[]) AS t(r, k, f, i)
+    SELECT r, k, f, i, $23 FROM unnest($19::text[], $20::text[], $21::text[], $22::text[]) AS t(r, k, f, i)
+), saved_producers AS (
+    INSERT INTO producers (run_id, producer_id, epoch, seq, closed, updated_at)
+    SELECT r, p, e, s, c, $23 FROM unnest($24::text[], $25::text[], $26::bigint[], $27::bigint[], $28::bool[])
+        AS t(r, p, e, s, c)
+    ON CONFLICT (run_id, producer_id) DO UPDATE
+        SET epoch = excluded.epoch, seq = excluded.seq, closed = excluded.closed, updated_at = excluded.updated_at
+), saved_writer_seqs AS (
+    INSERT INTO writer_seqs (run_id, seq) SELECT * FROM unnest($29::text[], $30::text[])
+    ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq
 )
-SELECT pg_notify('""" + CHANNEL + """', payload) FROM unnest($22::text[]) AS payload
+SELECT pg_notify('""" + CHANNEL + """', payload) FROM unnest($31::text[]) AS payload
 """
 """Everything a group of requests writes, in one statement (one round trip): each part is a
 no-op for empty arrays. The parts touch different rows (the placeholders removed are runs not
@@ -177,24 +257,29 @@ async def _save(
     unused: Sequence[str] = (),
     trimmed: dict[str, int] | None = None,
     keys: Sequence[tuple[str, str, str, str]] = (),
+    writers: Writers = ([], []),
     now: float = 0.0,
 ) -> None:
     """Insert ``events``, write the runs' rows as ``states`` hold them (their rows exist: see
     ``_lock_runs``), remove the placeholders of runs left ``unused``, store the idempotency
-    ``keys`` (run, key, fingerprint, JSON ids) made ``now`` and announce ``committed``.
+    ``keys`` (run, key, fingerprint, JSON ids) made ``now``, save the ``writers``' new state
+    and announce ``committed``.
     ``trimmed_through`` is written from ``trimmed`` (an import's new runs) only: retention alone
     moves it otherwise."""
     runs = [
         (run_id, s.created_at, s.metadata_json, s.event_count, s.total_bytes, s.last_id,
-         s.end_id, s.end_reason, s.ended_at, (trimmed or {}).get(run_id))
+         s.end_id, s.end_reason, s.ended_at, (trimmed or {}).get(run_id), s.parent_id)
         for run_id, s in states.items()
     ]
+    producers, seqs = writers
     await conn.execute(
         _SAVE,
-        *_columns([(e.id, e.run_id, e.event, e.data_json, e.created_at) for e in events], 5),
-        *_columns(runs, 10),
+        *_columns([(e.id, e.run_id, e.event, e.data_json, e.created_at, e.body) for e in events], 6),
+        *_columns(runs, 11),
         list(unused),
         *_columns(keys, 4), now,
+        *_columns(producers, 5),
+        *_columns(seqs, 2),
         notify_payloads(committed),
     )
 
@@ -282,7 +367,7 @@ async def trim_run(conn: asyncpg.Connection, run_id: str, policy: RetentionPolic
         return 0
     count, size, end_id = row
     candidates = await conn.fetch(
-        "SELECT id, created_at, octet_length(data) FROM events "
+        f"SELECT id, created_at, {EVENT_BYTES} FROM events "
         "WHERE run_id = $1 AND id IS DISTINCT FROM $2 ORDER BY id LIMIT $3",
         run_id, end_id, max_rows,
     )
@@ -301,16 +386,20 @@ async def trim_run(conn: asyncpg.Connection, run_id: str, policy: RetentionPolic
 
 async def expire_ended(conn: asyncpg.Connection, ended_before: float, max_rows: int) -> tuple[list[str], int]:
     """Delete the oldest rows of runs that ended before ``ended_before``, at most ``max_rows``;
-    the end marker (a run's newest row) goes last, with the run itself."""
+    the end marker (a run's newest row) goes last, with the run itself. Which runs: SQLite's
+    ``_EXPIRED``: also those marked deleted whose forks are gone, and none a fork still reads."""
     removed: list[str] = []
     deleted = 0
     expired = await conn.fetch(
-        "SELECT run_id, end_id FROM runs WHERE ended_at < $1 ORDER BY ended_at LIMIT 100", ended_before
+        "SELECT run_id, coalesce(end_id, last_id) FROM runs WHERE (ended_at < $1 OR deleted_at IS NOT NULL) "
+        "AND NOT EXISTS (SELECT 1 FROM runs fork WHERE fork.parent_id = runs.run_id) "
+        "ORDER BY coalesce(ended_at, deleted_at) LIMIT 100",
+        ended_before,
     )
-    for run_id, end_id in expired:
+    for run_id, through in expired:
         if deleted >= max_rows:
             break
-        rows, reached = await _delete_oldest(conn, run_id, end_id, max_rows - deleted)
+        rows, reached = await _delete_oldest(conn, run_id, through, max_rows - deleted)
         deleted += rows
         if reached:
             await delete_run(conn, run_id)
@@ -318,8 +407,16 @@ async def expire_ended(conn: asyncpg.Connection, ended_before: float, max_rows: 
     return removed, deleted
 
 
-async def delete_run_in_part(conn: asyncpg.Connection, run_id: str, through: int, max_rows: int) -> bool | None:
-    """One step of deleting a run in short transactions (see SQLite's ``delete_run_in_part``)."""
+async def delete_run_in_part(
+    conn: asyncpg.Connection, run_id: str, through: int, max_rows: int, now: float
+) -> bool | None:
+    """One step of deleting a run in short transactions (see SQLite's ``delete_run_in_part``):
+    a run with forks is only marked deleted. The forks are looked for with the run's row locked,
+    which a fork's creation locks too (``_runs_to_lock``): one created meanwhile is seen."""
+    if await _lock_run(conn, run_id) is None:
+        return False
+    if await mark_deleted_if_forked(conn, run_id, now):
+        return True
     _, reached = await _delete_oldest(conn, run_id, through, max_rows)
     return await delete_run(conn, run_id) if reached else None
 
@@ -330,8 +427,8 @@ async def _delete_oldest(conn: asyncpg.Connection, run_id: str, through: int, ma
     ``through`` (the caller then deletes the run)."""
     await _lock_run(conn, run_id)
     newest, count, size = await conn.fetchrow(
-        "SELECT max(id), count(*), coalesce(sum(octet_length(data)), 0) FROM "
-        "(SELECT id, data FROM events WHERE run_id = $1 AND id <= $2 ORDER BY id LIMIT $3) AS oldest",
+        f"SELECT max(id), count(*), coalesce(sum({EVENT_BYTES}), 0) FROM "
+        "(SELECT id, data, body FROM events WHERE run_id = $1 AND id <= $2 ORDER BY id LIMIT $3) AS oldest",
         run_id, through, max_rows,
     )
     if newest is None:
@@ -358,5 +455,28 @@ async def expire_idempotency_keys(conn: asyncpg.Connection, created_before: floa
 
 async def delete_run(conn: asyncpg.Connection, run_id: str) -> bool:
     await conn.execute("DELETE FROM events WHERE run_id = $1", run_id)
-    await conn.execute("DELETE FROM idempotency_keys WHERE run_id = $1", run_id)
+    for table in ("idempotency_keys", "producers", "writer_seqs"):
+        await conn.execute(f"DELETE FROM {table} WHERE run_id = $1", run_id)
     return (await conn.execute("DELETE FROM runs WHERE run_id = $1", run_id)) != "DELETE 0"
+
+
+async def mark_deleted_if_forked(conn: asyncpg.Connection, run_id: str, now: float) -> bool:
+    """Mark the run deleted if forks of it exist (they still read its events); whether it was.
+    Called with the run's row locked, so this statement's snapshot holds every fork committed."""
+    status = await conn.execute(
+        "UPDATE runs SET deleted_at = coalesce(deleted_at, $1) WHERE run_id = $2 "
+        "AND EXISTS (SELECT 1 FROM runs fork WHERE fork.parent_id = $2)",
+        now, run_id,
+    )
+    return status != "UPDATE 0"
+
+
+async def unneeded_parent(conn: asyncpg.Connection, parent_id: str) -> tuple[int, str | None] | None:
+    """The newest id and the parent of run ``parent_id`` if it is marked deleted and no fork of
+    it is left: then it goes too (and may leave its own parent unneeded)."""
+    row = await conn.fetchrow(
+        "SELECT last_id, parent_id FROM runs WHERE run_id = $1 AND deleted_at IS NOT NULL "
+        "AND NOT EXISTS (SELECT 1 FROM runs fork WHERE fork.parent_id = $1)",
+        parent_id,
+    )
+    return None if row is None else (row[0], row[1])
