@@ -14,6 +14,7 @@ import json
 import queue
 import shutil
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,8 @@ class NodeScript:
 
     def __init__(self, install: Path, script: str, *args: str) -> None:
         self.command = ["node", str(install / script), *args]
-        self.process = subprocess.Popen(self.command, cwd=install, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._stderr = tempfile.TemporaryFile()  # not a pipe: nobody reads it until the end
+        self.process = subprocess.Popen(self.command, cwd=install, stdout=subprocess.PIPE, stderr=self._stderr)
         self._lines: queue.Queue[bytes | None] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
 
@@ -64,11 +66,13 @@ class NodeScript:
         while (line := self.next_line(timeout)) is not None:
             lines.append(line)
         returncode = self.process.wait(timeout)
-        assert self.process.stderr is not None
-        assert returncode == 0, f"{self.command} exited with {returncode}: {self.process.stderr.read().decode()[-3000:]}"
+        self._stderr.seek(0)
+        assert returncode == 0, f"{self.command} exited with {returncode}: {self._stderr.read().decode()[-3000:]}"
         return lines
 
     def kill(self) -> None:
+        """Stop the script if it still runs (a failed test's reader must not tail on)."""
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        self._stderr.close()

@@ -35,7 +35,11 @@ def http() -> Iterator[httpx.Client]:
 
 def read(node_install: Path, url: str, offset: str = "-1", live: str = "true") -> list[dict[str, Any]]:
     """Everything read_stream.mjs printed while reading ``url`` to its closure."""
-    return NodeScript(node_install, "read_stream.mjs", url, offset, live).finish()
+    reader = NodeScript(node_install, "read_stream.mjs", url, offset, live)
+    try:
+        return reader.finish()
+    finally:
+        reader.kill()
 
 
 def check_ending(lines: list[dict[str, Any]], tail: str) -> list[dict[str, Any]]:
