@@ -424,6 +424,7 @@ class Results:
 
     names: list[str]
     references: list[str]
+    reference_version: str
     throughput: dict[str, dict[str, Rate]] = field(default_factory=dict)
     """load label -> contender -> its rate."""
     latency: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
@@ -458,7 +459,8 @@ async def measure(args: argparse.Namespace) -> Results:
     folder = Path(tempfile.mkdtemp(prefix="eventlog-bench-ds-"))
     try:
         every = contenders(folder, install, cluster)
-        r = Results([c.name for c in every], [c.name for c in every if c.is_reference], args=args, notes=notes)
+        version = json.loads((install / "node_modules/@durable-streams/server/package.json").read_text())["version"]
+        r = Results([c.name for c in every], [c.name for c in every if c.is_reference], version, args=args, notes=notes)
         for c in every:
             print(f"[durable_streams] {c.name} ...", file=sys.stderr, flush=True)
 
@@ -542,7 +544,7 @@ async def main(args: argparse.Namespace) -> None:
         results = await measure(args)
     except ReferenceMissing as exc:
         raise SystemExit(f"benchmarks/durable_streams.py: {exc}") from None
-    print("# eventlog's Durable Streams protocol next to the reference server\n")
+    print(f"# eventlog's Durable Streams protocol next to the reference server {results.reference_version}\n")
     print(markdown(results))
 
 
