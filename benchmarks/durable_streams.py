@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -180,7 +181,7 @@ def contenders(folder: Path, install: Path, cluster: PostgresCluster | None) -> 
 # --- the client side ---------------------------------------------------------------------------
 
 
-def client(connections: int = 10) -> httpx.AsyncClient:
+def client(connections: int = 1) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(10, read=LONG_POLL_SECONDS + 10))
 
@@ -261,18 +262,21 @@ class Rate:
 
 
 async def throughput(server: Server, load: Load, seconds: float, warmup: float) -> Rate:
-    """Appends per second over ``seconds`` after ``warmup``, with both sides' CPU."""
+    """Appends per second over ``seconds`` after ``warmup``, with both sides' CPU. Each writer
+    has a client (one connection) of its own: one pool of 50 connections costs httpcore more CPU
+    per request than the servers spend (it scans every connection for each request)."""
     url = server.url
-    async with client(load.writers) as http:
+    async with contextlib.AsyncExitStack() as stack:
+        https = [await stack.enter_async_context(client(1)) for _ in range(load.writers)]
         key = uuid.uuid4().hex[:8]
         names = [f"tp-{key}-{0 if load.one_stream else k}" for k in range(load.writers)]
-        streams = [await create(http, url, name) for name in dict.fromkeys(names)]
+        streams = [await create(https[0], url, name) for name in dict.fromkeys(names)]
         state = {"stop": False, "counting": False, "count": 0, "failed": 0}
 
         async def writer(k: int) -> None:
             stream, seq = streams[0 if load.one_stream else k], 0
             while not state["stop"]:
-                if not await append(http, stream, record(k, seq), (f"w{k}", seq) if load.producer else None):
+                if not await append(https[k], stream, record(k, seq), (f"w{k}", seq) if load.producer else None):
                     state["failed"] += 1
                     continue
                 seq += 1
@@ -393,14 +397,15 @@ async def crash(server: Server, writers: int, seconds: float) -> Crash:
     """SIGKILL ``server`` while ``writers`` append to one stream, start it again on the same
     data, and count which appends it kept."""
     acked: set[tuple[int, int]] = set()
-    async with client(writers) as http:
-        stream = await create(http, server.url, f"crash-{uuid.uuid4().hex[:8]}")
+    async with contextlib.AsyncExitStack() as stack:
+        https = [await stack.enter_async_context(client(1)) for _ in range(writers)]
+        stream = await create(https[0], server.url, f"crash-{uuid.uuid4().hex[:8]}")
 
         async def writer(k: int) -> None:
             seq = 0
             while True:
                 try:
-                    if await append(http, stream, record(k, seq)):
+                    if await append(https[k], stream, record(k, seq)):
                         acked.add((k, seq))
                 except httpx.HTTPError:
                     return  # the server is gone
