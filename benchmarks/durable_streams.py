@@ -42,7 +42,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -452,6 +452,12 @@ async def with_server(contender: Contender, measure: Callable[[Server], Awaitabl
         server.kill()
 
 
+def median_rate(rates: list[Rate]) -> Rate:
+    """The round of median throughput (its CPU figures with it); failures of every round."""
+    middle = sorted(rates, key=lambda rate: rate.per_second)[len(rates) // 2]
+    return replace(middle, failed=sum(rate.failed for rate in rates))
+
+
 async def measure(args: argparse.Namespace) -> Results:
     """Run every measurement (see the module docstring). Raises ReferenceMissing without the
     reference server: the ratios are the point."""
@@ -467,23 +473,34 @@ async def measure(args: argparse.Namespace) -> Results:
     else:
         notes.append("PostgreSQL not measured in this form (--quick)")
     folder = Path(tempfile.mkdtemp(prefix="eventlog-bench-ds-"))
+    servers: dict[str, Server] = {}
     try:
         every = contenders(folder, install, cluster)
         version = json.loads((install / "node_modules/@durable-streams/server/package.json").read_text())["version"]
         r = Results([c.name for c in every], [c.name for c in every if c.is_reference], version, args=args, notes=notes)
+        # Every server runs through the throughput rounds, interleaved, so that each ratio
+        # compares figures of the same minutes on this shared machine.
+        servers = {c.name: c.make() for c in every}
+        for load in LOADS:
+            print(f"[durable_streams] {load.label} ...", file=sys.stderr, flush=True)
+            rounds: dict[str, list[Rate]] = {name: [] for name in servers}
+            for _ in range(args.rounds):
+                for name, server in servers.items():
+                    rounds[name].append(await throughput(server, load, args.seconds, args.warmup))
+            r.throughput[load.label] = {name: median_rate(rates) for name, rates in rounds.items()}
+        print("[durable_streams] live latency, catch-up ...", file=sys.stderr, flush=True)
+        for name, server in servers.items():
+            r.latency[name] = await live_latency(server.url, args.appends)
+            r.catch_up[name] = await catch_up(server.url, args.messages, args.reads)
+        for server in servers.values():
+            server.kill()
+        print("[durable_streams] crash safety ...", file=sys.stderr, flush=True)
         for c in every:
-            print(f"[durable_streams] {c.name} ...", file=sys.stderr, flush=True)
-
-            async def loads(server: Server) -> None:
-                for load in LOADS:
-                    r.throughput.setdefault(load.label, {})[c.name] = await throughput(server, load, args.seconds, args.warmup)
-                r.latency[c.name] = await live_latency(server.url, args.appends)
-                r.catch_up[c.name] = await catch_up(server.url, args.messages, args.reads)
-
-            await with_server(c, loads)
             r.crash[c.name] = await with_server(c, lambda server: crash(server, 20, args.crash_seconds))
         return r
     finally:
+        for server in servers.values():
+            server.kill()
         if cluster is not None:
             cluster.destroy()
         shutil.rmtree(folder, ignore_errors=True)
@@ -516,7 +533,8 @@ def markdown(r: Results) -> str:
     a = r.args
     row(f"catch-up ms, {a.messages:,} messages from -1", {n: v[0] for n, v in r.catch_up.items()}, ms)
     lines = [
-        f"Throughput: {a.seconds:g} s per configuration after {a.warmup:g} s warm-up, {RECORD} B bodies; latency: "
+        f"Throughput: {a.rounds} round(s) of {a.seconds:g} s per configuration after {a.warmup:g} s warm-up, every server "
+        f"in turn, the median round; {RECORD} B bodies; latency: "
         f"{a.appends} appends one at a time; catch-up: median of {a.reads} reads. Ratios are eventlog / reference "
         "(higher is better for appends/s, lower for ms).", "",
         "| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(x) + " |" for x in rows), "",
@@ -540,7 +558,8 @@ def markdown(r: Results) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short configurations, no PostgreSQL (well under 30 s)")
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=1.5, help="per throughput round")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds, every server in turn; the median")
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--appends", type=int, default=300)
     parser.add_argument("--messages", type=int, default=10_000)
@@ -549,7 +568,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-postgres", dest="postgres", action="store_false")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.warmup, args.appends, args.reads, args.crash_seconds, args.postgres = 0.3, 0.1, 30, 1, 0.5, False
+        args.seconds, args.rounds, args.warmup, args.appends, args.reads, args.crash_seconds, args.postgres = (
+            0.3, 1, 0.1, 30, 1, 0.5, False)
     return args
 
 
