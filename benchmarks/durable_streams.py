@@ -1,6 +1,6 @@
 """eventlog's Durable Streams protocol next to the protocol's Node reference server, in one run.
 
-    .venv/bin/python benchmarks/durable_streams.py            # about two minutes
+    .venv/bin/python benchmarks/durable_streams.py            # about four minutes
     .venv/bin/python benchmarks/durable_streams.py --quick    # well under 30 seconds, rough figures
     benchmarks/durable_streams/install.sh                     # the reference server, once
 
@@ -13,11 +13,14 @@ process, the same client code for every server, so the load client costs all of 
 
 1. Append throughput: byte bodies of 100 B, each writer awaiting its POST before the next; one
    writer, 50 writers on a stream each, 50 writers on one stream; each without and with the
-   idempotent producer headers (``Producer-Id``/``-Epoch``/``-Seq``).
+   idempotent producer headers (``Producer-Id``/``-Epoch``/``-Seq``). Every server is up at
+   once and the rounds go through them in turn (the median round of each); next to appends/s,
+   the server's CPU per append, which the load client's own limits do not hide.
 2. Live latency: one append at a time; a long-poll reader and an SSE reader (``live=sse``), each
    on its own connection, record when the message arrives; latency from the start of the POST.
 3. Catch-up: a JSON stream of 10^4 messages (of about 100 B) read from ``offset=-1`` to its end,
-   following ``Stream-Next-Offset`` until ``Stream-Up-To-Date``.
+   following ``Stream-Next-Offset`` until ``Stream-Up-To-Date`` (decoding the JSON included:
+   with about a megabyte in one response, much of the time is the client's).
 4. Crash safety (a fact, not a timing): 20 writers append to one stream; the server is killed
    with SIGKILL while they write, restarted on the same data, and the stream read back: how many
    acknowledged appends it holds.
