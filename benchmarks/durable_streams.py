@@ -1,7 +1,7 @@
 """eventlog's Durable Streams protocol next to the protocol's Node reference server, in one run.
 
     .venv/bin/python benchmarks/durable_streams.py            # about four minutes
-    .venv/bin/python benchmarks/durable_streams.py --quick    # well under 30 seconds, rough figures
+    .venv/bin/python benchmarks/durable_streams.py --quick    # about 15 seconds, rough figures
     benchmarks/durable_streams/install.sh                     # the reference server, once
 
 Contenders: ``eventlog serve`` on a fresh SQLite file (and on a fresh PostgreSQL database of a
@@ -35,10 +35,12 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -184,9 +186,16 @@ def contenders(folder: Path, install: Path, cluster: PostgresCluster | None) -> 
 # --- the client side ---------------------------------------------------------------------------
 
 
+@functools.cache
+def tls() -> ssl.SSLContext:
+    """One TLS context for every client (none is used on 127.0.0.1): httpx builds one per client
+    otherwise, about 20 ms each, which 50 writers' clients would spend in every configuration."""
+    return ssl.create_default_context()
+
+
 def client(connections: int = 1) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(10, read=LONG_POLL_SECONDS + 10))
+    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(10, read=LONG_POLL_SECONDS + 10), verify=tls())
 
 
 def record(writer: int, seq: int) -> bytes:
