@@ -24,10 +24,11 @@ run: $(VENV)/.installed
 	mkdir -p $(dir $(DB))
 	$(BIN)/eventlog serve --db $(DB) --host $(HOST) --port $(PORT)
 
-# Where npm is, the Durable Streams tests' Node packages are installed first (a quick check when
-# they are); without it those tests are deselected with a hint.
+# Where npm is, the Durable Streams tests' Node packages and the benchmark's reference server
+# are installed first (a quick check when they are); without it those tests are deselected with
+# a hint, and the benchmark report's Durable Streams section says it was not measured.
 test: $(VENV)/.installed-dev
-	if command -v npm >/dev/null 2>&1; then tests/durable_streams/install.sh >/dev/null; fi
+	if command -v npm >/dev/null 2>&1; then tests/durable_streams/install.sh >/dev/null; benchmarks/durable_streams/install.sh >/dev/null; fi
 	$(BIN)/python -m pytest -q
 
 # The fault suite's long form (`make test` runs its bounded form, scale 1).
@@ -35,11 +36,14 @@ TORTURE_SCALE ?= 8
 torture: $(VENV)/.installed-dev
 	EVENTLOG_TORTURE_SCALE=$(TORTURE_SCALE) $(BIN)/python -m pytest -q tests/torture
 
-# Every benchmark, written to benchmarks/results/REPORT.md with its plots (needs redis-server).
+# Every benchmark, written to benchmarks/results/REPORT.md with its plots (needs redis-server;
+# where npm is, the Durable Streams benchmark's reference server is installed first).
 bench: $(VENV)/.installed-dev
+	if command -v npm >/dev/null 2>&1; then benchmarks/durable_streams/install.sh >/dev/null; fi
 	$(BIN)/python benchmarks/report.py --out benchmarks/results
 
 bench-quick: $(VENV)/.installed-dev
+	if command -v npm >/dev/null 2>&1; then benchmarks/durable_streams/install.sh >/dev/null; fi
 	$(BIN)/python benchmarks/report.py --quick --out build/bench-quick
 
 clean:

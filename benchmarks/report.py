@@ -38,6 +38,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 import append  # noqa: E402
 import bridge  # noqa: E402
+import durable_streams  # noqa: E402
 import postgres  # noqa: E402
 import redis_server  # noqa: E402
 import resume  # noqa: E402
@@ -55,6 +56,7 @@ class Plan:
     bridge_events: int
     bridge_trials: int
     postgres_argv: list[str]
+    durable_argv: list[str]
 
 
 def plan(quick: bool, huge: bool) -> Plan:
@@ -68,6 +70,7 @@ def plan(quick: bool, huge: bool) -> Plan:
             bridge_events=50,
             bridge_trials=1,
             postgres_argv=["--quick", "--producers", "1", "10"],
+            durable_argv=["--quick"],
         )
     return Plan(
         quick=False,
@@ -77,6 +80,7 @@ def plan(quick: bool, huge: bool) -> Plan:
         bridge_events=1000,
         bridge_trials=3,
         postgres_argv=["--producers", "1", "10", "100"],
+        durable_argv=[],
     )
 
 
@@ -95,6 +99,8 @@ class Measured:
     bridge: dict[str, tuple[float, float]]
     postgres: postgres.Results | str
     '''The PostgreSQL figures, or why they were not measured.'''
+    durable: durable_streams.Results | str
+    '''The Durable Streams figures, or why they were not measured.'''
     seconds: dict[str, float] = field(default_factory=dict)
     load: tuple[float, float] = (0.0, 0.0)
 
@@ -127,7 +133,8 @@ def measure_all(p: Plan) -> Measured:
     workers = timed("SSE fan-out, 2 workers", seconds, lambda: sse.run(sse.measure(workers_args)))["eventlog"]
     bridged = timed("bridge publish", seconds, lambda: asyncio.run(bridge_throughput(p.bridge_events, p.bridge_trials)))
     on_postgres = timed("PostgreSQL next to SQLite", seconds, lambda: measure_postgres(p.postgres_argv))
-    return Measured(appended, append_args, resumed, streamed, sse_args, workers, bridged, on_postgres, seconds,
+    durable = timed("Durable Streams vs the reference server", seconds, lambda: measure_durable(p.durable_argv))
+    return Measured(appended, append_args, resumed, streamed, sse_args, workers, bridged, on_postgres, durable, seconds,
                     (load0, os.getloadavg()[0]))
 
 
@@ -137,6 +144,15 @@ def measure_postgres(argv: list[str]) -> postgres.Results | str:
     try:
         return asyncio.run(postgres.measure(postgres.parse_args(argv)))
     except postgres.PostgresMissing as exc:
+        return f"not measured: {exc}"
+
+
+def measure_durable(argv: list[str]) -> durable_streams.Results | str:
+    '''The Durable Streams section's figures; without node or the reference server's install the
+    reason instead (the report never installs it: `make bench` does, where npm is).'''
+    try:
+        return asyncio.run(durable_streams.measure(durable_streams.parse_args(argv)))
+    except durable_streams.ReferenceMissing as exc:
         return f"not measured: {exc}"
 
 
@@ -508,6 +524,15 @@ def render(m: Measured, p: Plan, out: Path) -> str:
             "LISTEN/NOTIFY; SQLite: both on one file, the file watch).\n\n")
         add(f"![postgres]({plot_postgres(m.postgres, out)})\n\n")
         add(postgres.markdown(m.postgres))
+
+    add("\n## Durable Streams protocol vs the reference server\n\n")
+    if isinstance(m.durable, str):
+        add(m.durable + "\n")
+    else:
+        add(f"benchmarks/durable_streams.py: `eventlog serve` against the protocol's Node reference server "
+            f"(`@durable-streams/server` {m.durable.reference_version}) in memory and file-backed, the same httpx "
+            "client for every server.\n\n")
+        add(durable_streams.markdown(m.durable))
     return "".join(parts)
 
 
