@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     jwt_public_key: str | None = Field(None, description="PEM (or its path) verifying RS256/ES256 reader tokens")
     jwt_algorithms: Annotated[list[str], NoDecode] = ["HS256"]
     insecure: bool = Field(False, description="allow a non-loopback address without any key")
+    access_log: bool = Field(True, description="uvicorn's line per request (eventlog serve)")
 
     retention_max_events: int | None = Field(None, gt=0)
     retention_max_bytes: int | None = Field(None, gt=0)

@@ -163,6 +163,17 @@ def test_access_log_redacts_query_tokens(secured: ServerProcess) -> None:
     assert reader not in log
 
 
+def test_no_access_log_writes_no_line_per_request(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "quiet.db", args=["--no-access-log"]).start()
+    try:
+        assert httpx.get(f"{server.url}/runs/missing-run").status_code == 404
+        time.sleep(0.2)
+        log = server.log_path.read_text()
+        assert "Application startup complete" in log and "/runs/missing-run" not in log
+    finally:
+        server.kill()
+
+
 def test_rs256_public_key(tmp_path: Path) -> None:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public_pem = private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
