@@ -50,20 +50,26 @@ def on_exit_signal(callback: Callable[[], None]) -> Iterator[None]:
 async def until_stopped(stopping: asyncio.Event, items: AsyncIterator[T]) -> AsyncIterator[T]:
     """``items`` until ``stopping`` is set (the server is told to stop): a response that waits
     for them (a long-poll, a Durable Streams SSE stream) then ends at once, whole, instead of
-    holding up the shutdown. ``items`` is closed either way."""
+    holding up the shutdown. ``items`` is closed either way: by ``aclose``, or, when it is
+    stopped (or this is cancelled: the client left) while it waits for its next item, by
+    cancelling that wait, which unwinds it where it waits."""
     stop = asyncio.ensure_future(stopping.wait())
+    step: asyncio.Future[T] | None = None
     try:
         while True:
             step = asyncio.ensure_future(anext(items))
             await asyncio.wait((step, stop), return_when=asyncio.FIRST_COMPLETED)
             if not step.done():
-                step.cancel()
-                await asyncio.wait((step,))
                 return
             try:
-                yield step.result()
+                item = step.result()
             except StopAsyncIteration:
                 return
+            step = None
+            yield item
     finally:
         stop.cancel()
-        await items.aclose()  # type: ignore[attr-defined]
+        if step is not None and not step.done():
+            step.cancel()
+        else:
+            await items.aclose()  # type: ignore[attr-defined]

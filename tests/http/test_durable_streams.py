@@ -212,3 +212,21 @@ def test_sigterm_ends_sse_and_long_poll_reads_at_once_and_whole(server: ServerPr
     server.process.wait(10)
     log = server.log_path.read_text()
     assert "Application shutdown complete" in log and "timeout graceful shutdown exceeded" not in log
+
+
+def test_a_reader_leaving_a_live_read_mid_wait_ends_it_cleanly(server: ServerProcess) -> None:
+    """SSE and long-poll readers that hang up while the server waits for data: their waits
+    end with them, without an error (an error there used to break the connection's
+    neighbours)."""
+    url = stream_url(server, "ds-leave-1")
+    httpx.put(url, headers={"Content-Type": "text/plain"}).raise_for_status()
+    for _ in range(3):
+        with httpx.Client(timeout=5) as http:
+            with http.stream("GET", url, params={"offset": "-1", "live": "sse"}) as sse:
+                next(sse.iter_bytes())  # the first control event: the server now waits
+        with pytest.raises(httpx.ReadTimeout), httpx.Client(timeout=0.3) as http:
+            http.get(url, params={"offset": "now", "live": "long-poll"})
+    assert httpx.post(url, headers={"Content-Type": "text/plain"}, content=b"after").status_code == 204
+    time.sleep(0.3)
+    log = server.log_path.read_text()
+    assert "Exception in ASGI application" not in log and "Traceback" not in log, log[-3000:]
