@@ -91,8 +91,8 @@ EXCEPTION_HANDLERS = {
 }
 
 
-async def read_body(request: Request, model: type[BaseModelT], limit: int, *, optional: bool = False) -> BaseModelT:
-    """Read at most ``limit`` bytes of JSON and validate it against ``model``."""
+async def read_bytes(request: Request, limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes (a 413 beyond, as soon as it is known)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "body_too_large", f"the request body exceeds {limit} bytes")
@@ -101,6 +101,12 @@ async def read_body(request: Request, model: type[BaseModelT], limit: int, *, op
         body += chunk
         if len(body) > limit:
             raise ApiError(413, "body_too_large", f"the request body exceeds {limit} bytes")
+    return bytes(body)
+
+
+async def read_body(request: Request, model: type[BaseModelT], limit: int, *, optional: bool = False) -> BaseModelT:
+    """Read at most ``limit`` bytes of JSON and validate it against ``model``."""
+    body = await read_bytes(request, limit)
     if not body.strip() and optional:
         return model()
     try:

@@ -1,7 +1,7 @@
 """What a Durable Streams request asks for: its headers, parameters and body, checked.
 
-Each malformed part is a ``ProtocolError`` naming it (a 400, or 413 for a body too large),
-before anything is read from or written to the log.
+Each malformed part is a ``ProtocolError`` naming it (a 400; a body too large is the run API's
+413), before anything is read from or written to the log.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 
 from eventlog.http.durable import wire
+from eventlog.http.errors import read_bytes
 from eventlog.log.streams import Fork, StreamConfig, parse_time
 from eventlog.log.validation import RUN_ID_PATTERN, encode_message
 from eventlog.storage.base import Producer, StreamRow
@@ -41,16 +42,8 @@ def closes(request: Request) -> bool:
 
 
 async def read_body(request: Request) -> bytes:
-    limit = request.app.state.settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ProtocolError(413, "body_too_large", f"the request body exceeds {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ProtocolError(413, "body_too_large", f"the request body exceeds {limit} bytes")
-    return bytes(body)
+    """The body, at most the server's ``max_body_bytes`` (a 413 JSON error beyond)."""
+    return await read_bytes(request, request.app.state.settings.max_body_bytes)
 
 
 def _reject_constant(name: str) -> Any:
