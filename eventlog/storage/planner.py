@@ -11,7 +11,7 @@ so the rules of a write cannot drift apart between backends.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from eventlog.errors import (
@@ -419,3 +419,24 @@ def oldest_to_trim(
             break
         count, size, last_deleted, deleted = count - 1, size - nbytes, event_id, deleted + 1
     return last_deleted, deleted, count, size
+
+
+async def delete_up_the_chain(
+    run: RunInfo,
+    delete_in_parts: Callable[[str, int], Awaitable[bool]],
+    unneeded_parent: Callable[[str], Awaitable[tuple[int, str | None] | None]],
+) -> bool:
+    """``Storage.delete`` of ``run``, by the backend's ``delete_in_parts(run_id, through)``
+    (which only marks a run with forks deleted), then of each parent up the fork chain that
+    ``unneeded_parent`` finds marked deleted and without forks left (its newest id and its own
+    parent): a parent kept only for its forks goes with the last of them."""
+    deleted = await delete_in_parts(run.run_id, run.last_id)
+    parent = run.parent_id
+    while parent is not None:
+        unneeded = await unneeded_parent(parent)
+        if unneeded is None:
+            break
+        last_id, grandparent = unneeded
+        await delete_in_parts(parent, last_id)
+        parent = grandparent
+    return deleted

@@ -53,6 +53,7 @@ from eventlog.storage.checkpoint import FALLBACK_PAGES, Checkpointer
 from eventlog.storage.connection import WAL_SIZE_LIMIT, connect, file_size, is_busy, truncate_wal
 from eventlog.storage.globs import sqlite_glob
 from eventlog.storage.migrations import migrate
+from eventlog.storage.planner import delete_up_the_chain
 from eventlog.storage.read_ahead import Pages, ReadAhead
 from eventlog.storage.run_cache import RunCache, sequence
 from eventlog.storage.writer import GroupCommit, WriterThread
@@ -312,16 +313,10 @@ class SQLiteStorage:
         info = await self.run(run_id)
         if info is None:
             return False
-        deleted = await self._delete_in_parts(run_id, info.last_id)
-        parent = info.parent_id
-        while parent is not None:
-            unneeded = await self._transact(lambda c: transactions.unneeded_parent(c, parent))
-            if unneeded is None:
-                break
-            last_id, grandparent = unneeded
-            await self._delete_in_parts(parent, last_id)
-            parent = grandparent
-        return deleted
+        return await delete_up_the_chain(
+            info, self._delete_in_parts,
+            lambda parent: self._transact(lambda c: transactions.unneeded_parent(c, parent)),
+        )
 
     async def _delete_in_parts(self, run_id: str, through: int) -> bool:
         batch, now = DELETE_BATCH, time.time()

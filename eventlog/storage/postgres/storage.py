@@ -38,6 +38,7 @@ from eventlog.storage.base import (
 )
 from eventlog.storage.change_feed import LocalCommits
 from eventlog.storage.globs import postgres_regex
+from eventlog.storage.planner import delete_up_the_chain
 from eventlog.storage.postgres import transactions
 from eventlog.storage.postgres.errors import RETRYABLE, UNREACHABLE, typed, typed_failures
 from eventlog.storage.postgres.listen import listen
@@ -253,16 +254,10 @@ class PostgresStorage:
         info = await self.run(run_id)
         if info is None:
             return False
-        deleted = await self._delete_in_parts(run_id, info.last_id)
-        parent = info.parent_id
-        while parent is not None:
-            unneeded = await self._transact(lambda c: transactions.unneeded_parent(c, parent))
-            if unneeded is None:
-                break
-            last_id, grandparent = unneeded
-            await self._delete_in_parts(parent, last_id)
-            parent = grandparent
-        return deleted
+        return await delete_up_the_chain(
+            info, self._delete_in_parts,
+            lambda parent: self._transact(lambda c: transactions.unneeded_parent(c, parent)),
+        )
 
     async def _delete_in_parts(self, run_id: str, through: int) -> bool:
         now = time.time()
