@@ -184,15 +184,18 @@ class Streams:
     async def info(self, run_id: str) -> StreamInfo | None:
         """The stream, None when there is none (a run that is not a stream included); an
         expired stream is deleted here and then is gone, or deleted-but-kept for its forks."""
-        run = await self._log.run(run_id)
+        return await self._current(await self._log.run(run_id))
+
+    async def _current(self, run: RunInfo | None) -> StreamInfo | None:
+        """``info`` of a run just read."""
         config = None if run is None else StreamConfig.of(run)
         if run is None or config is None:
             return None
         info = StreamInfo(run, config)
         if info.deleted or not self._expired(info):
             return info
-        await self.delete(run_id)
-        run = await self._log.run(run_id)
+        await self.delete(run.run_id)
+        run = await self._log.run(run.run_id)
         return None if run is None else replace(info, run=run)
 
     def _expired(self, info: StreamInfo) -> bool:
@@ -223,9 +226,10 @@ class Streams:
         for (``point`` is worked out here, see ``fork_config``). StreamConflict when a stream
         (or another run) with another configuration is there, or a deleted one kept for its
         forks."""
-        existing = await self.info(run_id)
-        if existing is None and await self._log.run(run_id) is not None:
+        run = await self._log.run(run_id)
+        if run is not None and StreamConfig.of(run) is None:
             raise StreamConflict(f"{run_id!r} is a run of the log, not a stream")
+        existing = await self._current(run)
         if existing is not None:
             return self._same(existing, config, closed), False
         prefix: list[StreamRow] = []

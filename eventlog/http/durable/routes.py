@@ -35,10 +35,10 @@ from eventlog.http.shutdown import until_stopped
 from eventlog.log.streams import (
     OffsetGone,
     Slice,
-    StreamConfig,
     StreamConflict,
     StreamInfo,
     Streams,
+    media_type,
     tail_position,
 )
 from eventlog.log.validation import encode_message
@@ -162,7 +162,7 @@ async def append(request: Request) -> Response:
         content_type = request.headers.get("content-type")
         if content_type is None:
             raise ProtocolError(400, "missing_content_type", "an append with a body needs a Content-Type")
-        if StreamConfig(content_type).media_type != info.config.media_type:
+        if media_type(content_type) != info.config.media_type:
             raise ProtocolError(409, "content_type_mismatch", f"the stream's content type is {info.config.content_type!r}")
         messages = parsing.messages_of(info.config, body, creating=False)
     try:
