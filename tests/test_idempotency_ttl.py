@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,17 @@ async def age_keys(database: Path | str, keys: list[str], seconds: float) -> Non
     await peer_query(database, f"UPDATE idempotency_keys SET created_at = created_at - ? WHERE key IN ({marks})", seconds, *keys)
 
 
+def later() -> float:
+    """A clock half a TTL ahead, for the pass under test. Keys are aged by less than a TTL
+    (``AGED``), so the log's own background janitor, on the real clock, never expires them
+    first; only the pass at ``later()`` sees them past their TTL. (Aging them past the TTL raced
+    with the janitor's first pass, which also expires keys, and failed in CI.)"""
+    return time.time() + TTL / 2
+
+
+AGED = 0.75 * TTL
+
+
 def test_the_default_ttl_is_a_day() -> None:
     assert RetentionPolicy().idempotency_ttl == 86400
 
@@ -31,9 +43,9 @@ async def test_an_expired_key_is_forgotten_and_its_retry_appends_anew(database: 
     log = await open_log(retention=RetentionPolicy(idempotency_ttl=TTL))
     old = await log.append_many("run", [("x", 1)], idempotency_key="old")
     fresh = await log.append_many("run", [("x", 2)], idempotency_key="fresh")
-    await age_keys(database, ["old"], 2 * TTL)
+    await age_keys(database, ["old"], AGED)
 
-    report = await log.apply_retention()
+    report = await log.apply_retention(later())
     assert report.expired_idempotency_keys == 1
     assert await log.append_many("run", [("x", 2)], idempotency_key="fresh") == fresh  # kept: same ids
     again = await log.append_many("run", [("x", 1)], idempotency_key="old")  # forgotten: new ids
@@ -49,8 +61,8 @@ async def test_expiry_goes_in_bounded_batches(database: Path | str, open_log) ->
     keys = [f"k{i}" for i in range(1234)]  # more than two of the janitor's 500-row batches
     await asyncio.gather(*(log.append("run", "x", i, idempotency_key=k) for i, k in enumerate(keys)))
     await log.append("run", "x", "kept", idempotency_key="young")
-    await age_keys(database, keys, 2 * TTL)
-    assert (await log.apply_retention()).expired_idempotency_keys == len(keys)
+    await age_keys(database, keys, AGED)
+    assert (await log.apply_retention(later())).expired_idempotency_keys == len(keys)
     assert await peer_query(database, "SELECT key FROM idempotency_keys") == [("young",)]
 
 
