@@ -581,7 +581,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.rounds, args.warmup, args.appends, args.reads, args.crash_seconds, args.postgres = (
-            0.3, 1, 0.1, 30, 1, 0.5, False)
+            0.3, 1, 0.1, 30, 1, 0.3, False)
+        args.messages = 2_000
     return args
 
 

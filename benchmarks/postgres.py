@@ -1,7 +1,7 @@
 """The PostgreSQL backend next to SQLite, in the same run on the same machine.
 
     .venv/bin/python benchmarks/postgres.py            # about a minute and a half
-    .venv/bin/python benchmarks/postgres.py --quick    # about 20 seconds, rough figures
+    .venv/bin/python benchmarks/postgres.py --quick    # about 12 seconds, rough figures
     .venv/bin/python benchmarks/postgres.py --url postgresql://user@host/db   # an existing server
 
 Without ``--url`` it starts a throwaway cluster (``tests/postgres_server.py``: ``initdb`` in a
@@ -223,7 +223,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-seconds", type=float, default=6.0)
     args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.rounds, args.latency_seconds, args.warmup = 1.0, 1, 2.0, 0.2
+        args.seconds, args.rounds, args.latency_seconds, args.warmup = 0.5, 1, 1.0, 0.1
     return args
 
 

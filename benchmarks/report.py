@@ -66,7 +66,7 @@ def plan(quick: bool, huge: bool) -> Plan:
             append_argv=["--seconds", "0.5", "--warmup", "0.1", "--producers", "1", "10", "--rounds", "1",
                          "--events", "300", "--cross-events", "200", "--idle", "0.5"],
             resume_sizes=[1_000, 10_000],
-            sse_argv=["--seconds", "1", "--subscribers", "1,10", "--idle-streams", "10"],
+            sse_argv=["--seconds", "0.5", "--subscribers", "1,10", "--idle-streams", "10"],
             bridge_events=50,
             bridge_trials=1,
             postgres_argv=["--quick", "--producers", "1", "10"],

@@ -150,5 +150,7 @@ class PostgresCluster:
             self.resume()
 
     def destroy(self) -> None:
-        self.stop()
+        """Stopped ``immediate``: its files are removed next, so a fast stop's shutdown
+        checkpoint (about 11 s at the end of the suite, after hundreds of databases) is waste."""
+        self.stop("immediate")
         shutil.rmtree(self.dir, ignore_errors=True)

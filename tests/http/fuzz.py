@@ -19,7 +19,7 @@ CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,re
 
 
 def schemathesis(
-    label: str, location: str, tmp_path: Path, *args: str, max_examples: int = 25, seed: int = 1
+    label: str, location: str, tmp_path: Path, *args: str, max_examples: int = 15, seed: int = 1
 ) -> dict[str, Any]:
     """Run ``schemathesis run`` and return its JSON report; prints one figure line."""
     report = tmp_path / f"schemathesis-{seed}.json"
