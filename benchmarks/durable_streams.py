@@ -580,9 +580,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-postgres", dest="postgres", action="store_false")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.rounds, args.warmup, args.appends, args.reads, args.crash_seconds, args.postgres = (
-            0.3, 1, 0.1, 30, 1, 0.3, False)
-        args.messages = 2_000
+        (args.seconds, args.rounds, args.warmup, args.appends, args.messages, args.reads, args.crash_seconds,
+         args.postgres) = (0.3, 1, 0.1, 30, 2_000, 1, 0.3, False)
     return args
 
 

@@ -89,7 +89,8 @@ def test_schemathesis_with_an_api_key_set(keyed_server: ServerProcess, tmp_path:
                     assert response.json()["error"]["code"] == "unauthorized"
                 assert response.headers["www-authenticate"].startswith("Bearer")
     # schemathesis with the key sent is the fault suite's fuzzing scenario (tests/torture/test_fuzz.py,
-    # a server with this key and a JWT secret); here it runs without the key, from the same document: every answer conforms (the 401s).
+    # a server with a key and a JWT secret). Here it runs without the key, from the same document:
+    # every answer conforms (the 401s).
     document = tmp_path / "openapi.json"
     document.write_text(json.dumps(spec))
     schemathesis("key set, not sent", str(document), tmp_path, "--url", keyed_server.url, max_examples=5, seed=3)
